@@ -1,0 +1,49 @@
+# Two commands for a fresh clone: `make sweep` and `make test` (each sets up what is missing).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SWEEP ?= default
+ARGS ?=
+FASHION_MNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data sweep figures test lint clean-results help
+
+help:
+	@echo "make setup            create $(VENV) and install the data set (Debian package) if missing"
+	@echo "make sweep            run the default sweep; SWEEP=<preset> ARGS='<hydra overrides>'"
+	@echo "make figures          redraw the figures of every results/*/ from its tables"
+	@echo "make test             run the test suite"
+	@echo "make lint             ruff"
+
+setup: $(VENV)/.installed data
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Fashion-MNIST from Debian's package where apt-get can install it; otherwise say how to get it.
+data:
+	@if [ -n "$$FASHION_MNIST_DIR" ] || [ -f $(FASHION_MNIST_DEB_DIR)/train-images-idx3-ubyte.gz ]; then \
+		exit 0; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Fashion-MNIST (Debian package dataset-fashion-mnist)"; \
+		apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null && apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; \
+	else \
+		echo "note: Fashion-MNIST is not installed. Run 'sudo apt-get install dataset-fashion-mnist'"; \
+		echo "      or set FASHION_MNIST_DIR to a folder with the four standard IDX files."; \
+	fi
+
+sweep: setup
+	$(PY) -m bench.sweep sweep=$(SWEEP) $(ARGS)
+
+figures: setup
+	$(PY) -m bench.plots
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .

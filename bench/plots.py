@@ -1,0 +1,180 @@
+"""Figures from the tidy tables: Pareto scatters of cost against performance, and loss curves.
+
+Every function takes the tables (never reruns anything) and returns a matplotlib Figure; the
+figures state the hardware they were measured on. ``python -m bench.plots results/NAME``
+redraws a sweep's figures from its tables.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+PERFORMANCE = "final_eval_loss"
+# Panel: (summary column, its p10 / p90 columns or None, axis label, scale to the label's unit).
+AXES = {
+    "memory": ("floats_per_param", None, "optimizer state (floats per parameter)", 1.0),
+    "compute": ("step_time_s", ("step_time_p10_s", "step_time_p90_s"),
+                "training step time, median (ms; bars: p10-p90)", 1e3),
+}
+
+
+def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both axes (lower is better), by x."""
+    order = np.lexsort((y, x))
+    front, best = [], np.inf
+    for i in order:
+        if y[i] < best:
+            front.append(i)
+            best = y[i]
+    return np.array(front, dtype=int)
+
+
+def summarize_optimizers(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per task and optimizer: mean and spread over seeds of cost and performance (ok runs)."""
+    ok = runs[runs.status == "ok"]
+    grouped = ok.groupby(["task", "optimizer"])
+    table = grouped.agg(
+        seeds=("seed", "nunique"),
+        loss_mean=(PERFORMANCE, "mean"),
+        loss_min=(PERFORMANCE, "min"),
+        loss_max=(PERFORMANCE, "max"),
+        floats_per_param=("opt_state_floats_per_param", "mean"),
+        step_time_s=("step_time_median_s", "median"),
+        step_time_p10_s=("step_time_p10_s", "median"),
+        step_time_p90_s=("step_time_p90_s", "median"),
+        update_time_s=("update_time_median_s", "median"),
+    )
+    return table.reset_index()
+
+
+def _hardware(runs: pd.DataFrame) -> str:
+    kinds = runs.get("device_kind", pd.Series(dtype=str)).dropna().unique()
+    cpu = runs.get("cpu_model", pd.Series(dtype=str)).dropna().unique()
+    cores = runs.get("cpu_count", pd.Series(dtype=float)).dropna().unique()
+    parts = [", ".join(map(str, kinds)) or "unknown device"]
+    if len(cpu) and "cpu" in parts[0].lower():
+        parts.append(f"{cpu[0]}, {int(cores[0]) if len(cores) else '?'} cores")
+    return "; ".join(parts)
+
+
+def pareto_figure(runs: pd.DataFrame) -> plt.Figure:
+    """Performance against memory and against compute, one row of panels per task."""
+    table = summarize_optimizers(runs)
+    tasks = sorted(table.task.unique()) or ["(no ok runs)"]
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.2 * len(tasks)), squeeze=False)
+    for row, task in enumerate(tasks):
+        sub = table[table.task == task].reset_index(drop=True)
+        for col, (axis, (column, spread, label, scale)) in enumerate(AXES.items()):
+            ax = axes[row, col]
+            if sub.empty:
+                ax.text(0.5, 0.5, "no successful runs", ha="center", transform=ax.transAxes)
+                continue
+            x = sub[column].to_numpy() * scale
+            y = sub.loss_mean.to_numpy()
+            yerr = np.vstack([y - sub.loss_min, sub.loss_max - y])
+            xerr = None
+            if spread:
+                xerr = np.vstack([x - sub[spread[0]] * scale, sub[spread[1]] * scale - x])
+            ax.errorbar(x, y, yerr=yerr, xerr=xerr, fmt="o", ms=6, capsize=3, alpha=0.85)
+            for xi, yi, name in zip(x, y, sub.optimizer):
+                ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            front = pareto_front(x, y)
+            ax.step(x[front], y[front], where="post", color="crimson", lw=1.5,
+                    label="Pareto front")
+            ax.set_xlabel(label)
+            ax.set_ylabel(f"{PERFORMANCE} (mean over seeds; bars: min-max)")
+            ax.set_title(f"{task}: {axis} vs performance")
+            ax.grid(alpha=0.3)
+            ax.legend(loc="upper right", fontsize=8)
+    fig.suptitle(f"Cost vs performance; measured on {_hardware(runs)}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (shorter at the start), to read noisy per-batch losses."""
+    if window <= 1 or len(values) == 0:
+        return values
+    cumulative = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    starts = np.arange(1, len(values) + 1) - counts
+    return (cumulative[1:] - cumulative[starts]) / counts
+
+
+def loss_curves_figure(runs: pd.DataFrame, curves: pd.DataFrame, window: int = 50) -> plt.Figure:
+    """Training loss (smoothed) and evaluation loss per optimizer: mean over seeds, min-max band."""
+    names = runs.set_index("run_id")[["task", "optimizer", "seed"]]
+    data = curves.join(names, on="run_id")
+    tasks = sorted(data.task.dropna().unique()) or ["(no curves)"]
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.2 * len(tasks)), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for row, task in enumerate(tasks):
+        sub = data[data.task == task]
+        for col, split in enumerate(("train", "eval")):
+            ax = axes[row, col]
+            part = sub[sub.split == split]
+            for i, (name, group) in enumerate(part.groupby("optimizer")):
+                wide = group.pivot_table(index="step", columns="seed", values="loss")
+                if split == "train":
+                    wide = wide.apply(lambda s: pd.Series(_smooth(s.to_numpy(), window),
+                                                          index=s.index))
+                color = colors[i % len(colors)]
+                ax.plot(wide.index, wide.mean(axis=1), color=color, label=name, lw=1.3,
+                        marker="o" if split == "eval" else None, ms=3)
+                ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=color,
+                                alpha=0.2, lw=0)
+            ax.set_yscale("log")
+            ax.set_xlabel("step")
+            what = f"train loss ({window}-step moving average)" if split == "train" else "eval loss"
+            ax.set_ylabel(what)
+            ax.set_title(f"{task}: {split} (mean over seeds; band: min-max)")
+            ax.grid(alpha=0.3, which="both")
+            if len(part):
+                ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(f"Loss curves; measured on {_hardware(runs)}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, folder: Path, name: str) -> list[Path]:
+    """Save as PNG and PDF; returns the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=130 if path.suffix == ".png" else None)
+    plt.close(fig)
+    return paths
+
+
+def draw_sweep_figures(runs: pd.DataFrame, curves: pd.DataFrame, folder: Path) -> list[Path]:
+    """All figures of one sweep into ``folder``."""
+    return [
+        *save_figure(pareto_figure(runs), folder, "pareto"),
+        *save_figure(loss_curves_figure(runs, curves), folder, "loss_curves"),
+    ]
+
+
+def main(argv: list[str]) -> int:
+    folders = [Path(a) for a in argv] or sorted(p.parent for p in Path("results").glob(
+        "*/runs.parquet"))
+    if not folders:
+        print("no results/*/runs.parquet found: run `make sweep` first", file=sys.stderr)
+        return 1
+    for folder in folders:
+        runs = pd.read_parquet(folder / "runs.parquet")
+        curves = pd.read_parquet(folder / "curves.parquet")
+        for path in draw_sweep_figures(runs, curves, folder / "figures"):
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,321 @@
+"""One run: train an optimizer on a task and measure what it costs and what it buys.
+
+The protocol (DESIGN.md, "Run"):
+  1. Compile the fused step, the gradient and the update ahead of time; compile time is
+     recorded apart and never counted in a step time.
+  2. Time steady-state calls of each (device synchronised after every call, buffers donated).
+  3. Train for ``steps`` steps in blocks of ``chunk_steps`` steps per compiled call (lax.scan),
+     recording the training loss of every step; evaluate the full evaluation split on a
+     schedule, off the training clock.
+  4. Stop early with status ``diverged`` when the loss turns non-finite or blows up.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from bench import memory
+from bench.cost import compiled_costs
+from bench.timing import Stopwatch, summarize, time_interleaved
+from tasks.base import Task, num_params
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How long to train and how to measure.
+
+    Attributes:
+      steps: training steps (optimizer updates).
+      eval_every: evaluate the whole evaluation split every this many steps (and at the end).
+      chunk_steps: training steps per compiled call; the loss of every step is still kept.
+      timing_protocol: ``scan`` times blocks of ``timing_block`` steps inside one compiled
+        call and divides (tiny tasks are otherwise all dispatch, about 50 us a call);
+        ``per_call`` times single compiled calls.
+      timing_block: steps per timed call under ``scan``.
+      timing_steps: timed steps of each of step, gradient and update (per protocol call count
+        is ``timing_steps // timing_block`` under ``scan``).
+      warmup_steps: untimed calls before timing.
+      divergence_factor: a training loss above this multiple of the first step's loss (or a
+        non-finite one) marks the run diverged.
+    """
+
+    steps: int = 2000
+    eval_every: int = 200
+    chunk_steps: int = 100
+    timing_protocol: str = "scan"
+    timing_block: int = 50
+    timing_steps: int = 1000
+    warmup_steps: int = 3
+    divergence_factor: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "eval_every", "chunk_steps", "timing_steps", "timing_block"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"run.{name}={getattr(self, name)}: must be at least 1")
+        if self.warmup_steps < 0:
+            raise ValueError(f"run.warmup_steps={self.warmup_steps}: must be >= 0")
+        if self.timing_protocol not in ("scan", "per_call"):
+            raise ValueError(
+                f"run.timing_protocol={self.timing_protocol!r}: expected 'scan' or 'per_call'")
+        if not self.divergence_factor > 1:
+            raise ValueError(f"run.divergence_factor={self.divergence_factor}: must exceed 1")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Summary numbers (one row of runs.parquet, without config columns) and the curves."""
+
+    status: str
+    summary: dict[str, Any]
+    curves: pd.DataFrame
+
+
+def _step_functions(task: Task, tx: optax.GradientTransformationExtraArgs):
+    """The gradient, the update and their fusion, as pure functions to compile."""
+
+    def grad_fn(params, batch):
+        return jax.value_and_grad(task.loss)(params, batch)
+
+    def update_fn(params, opt_state, grads, loss):
+        updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+        return optax.apply_updates(params, updates), opt_state
+
+    def step_fn(params, opt_state, batch):
+        loss, grads = grad_fn(params, batch)
+        params, opt_state = update_fn(params, opt_state, grads, loss)
+        return params, opt_state, loss
+
+    def train_chunk(params, opt_state, batches):
+        def body(carry, batch):
+            params, opt_state, loss = step_fn(*carry, batch)
+            return (params, opt_state), loss
+
+        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), batches)
+        return params, opt_state, losses
+
+    return grad_fn, update_fn, step_fn, train_chunk
+
+
+def _evaluate(eval_loss, params, task: Task) -> float:
+    """Mean loss over the whole evaluation split, weighting batches by their size."""
+    total, count = 0.0, 0
+    for batch in task.eval_batches():
+        n = len(next(iter(batch.values())))
+        total += float(eval_loss(params, batch)) * n
+        count += n
+    return total / count
+
+
+def _scanned(fn_step, length: int, stacked: bool):
+    """Repeat a step ``length`` times inside one compiled call, to time it without dispatch.
+
+    With ``stacked`` each repetition takes its own slice of ``xs``; otherwise all share ``xs``.
+    """
+
+    def repeated(carry, xs):
+        if stacked:
+            return jax.lax.scan(lambda c, x: (fn_step(c, x), None), carry, xs)[0]
+        return jax.lax.scan(lambda c, _: (fn_step(c, xs), None), carry, None, length=length)[0]
+
+    return repeated
+
+
+def _timed_functions(fns, protocol: str, block: int):
+    """Step, gradient and update callables to time, as (carry, xs) -> carry functions.
+
+    ``per_call``: one step per compiled call. ``scan``: ``block`` steps per call, each on its
+    own batch so that XLA cannot hoist the gradient out of the loop.
+    """
+    grad_fn, update_fn, step_fn, _ = fns
+
+    def step_one(carry, batch):
+        params, opt_state, _ = step_fn(carry[0], carry[1], batch)
+        return params, opt_state
+
+    def update_one(carry, xs):
+        grads, loss = xs
+        return update_fn(carry[0], carry[1], grads, loss)
+
+    def grad_one(carry, batch):
+        # The gradient replaces the carried one: live in the loop's output, so never dropped,
+        # and no extra arithmetic is added to what is timed.
+        return carry[0], grad_fn(carry[0], batch)
+
+    if protocol == "per_call":
+        return step_one, grad_one, update_one
+    if protocol == "scan":
+        return (_scanned(step_one, block, stacked=True), _scanned(grad_one, block, stacked=True),
+                _scanned(update_one, block, stacked=False))
+    raise ValueError(f"run.timing_protocol={protocol!r}: expected 'scan' or 'per_call'")
+
+
+def _measure_costs(task, tx, settings, seed, fns) -> dict[str, Any]:
+    """Compile step, gradient and update apart; read XLA's static costs; time each."""
+    grad_fn, update_fn, step_fn, _ = fns
+    key = jax.random.key(seed)
+    batches = task.train_batches(seed)
+    batch = jax.device_put(next(batches))
+    out: dict[str, Any] = {}
+
+    params = task.init(key)
+    opt_state = tx.init(params)
+    start = time.perf_counter()
+    step = jax.jit(step_fn, donate_argnums=(0, 1)).lower(params, opt_state, batch).compile()
+    out["compile_time_s"] = time.perf_counter() - start
+    out.update(compiled_costs(step, "step"))
+    grad = jax.jit(grad_fn).lower(params, batch).compile()
+    out.update(compiled_costs(grad, "grad"))
+    loss, grads = grad(params, batch)
+    update = jax.jit(update_fn, donate_argnums=(0, 1)).lower(params, opt_state, grads, loss)
+    out.update(compiled_costs(update.compile(), "update"))
+
+    protocol, block = settings.timing_protocol, settings.timing_block
+    per_call = protocol == "per_call"
+    block = 1 if per_call else block
+    step_t, grad_t, update_t = _timed_functions(fns, protocol, block)
+    xs_batch = batch if per_call else jax.device_put(
+        {k: np.stack(v) for k, v in _gather(batches, block).items()})
+    xs_update = (grads, loss)
+    zeros = jax.tree.map(jnp.zeros_like, (loss, grads))
+    # Each function gets its own copy of the inputs: step and update donate theirs call to call.
+    copy = functools.partial(jax.tree.map, jnp.copy)
+    carries = {
+        "step_time": (params, opt_state),
+        "update_time": copy((params, opt_state)),
+        "grad_time": (copy(params), zeros),
+    }
+    plan = {"step_time": (step_t, xs_batch, True), "update_time": (update_t, xs_update, True),
+            "grad_time": (grad_t, xs_batch, False)}
+    calls = {}
+    for name, (fn, xs, donate) in plan.items():
+        jitted = jax.jit(fn, donate_argnums=0) if donate else jax.jit(fn)
+        compiled = jitted.lower(carries[name], xs).compile()
+
+        def call(name=name, compiled=compiled, xs=xs, donate=donate):
+            result = compiled(carries[name], xs)
+            if donate:
+                carries[name] = result
+            return result
+
+        calls[name] = call
+    repeats = max(1, settings.timing_steps // block)
+    for name, values in time_interleaved(calls, repeats, settings.warmup_steps).items():
+        out.update(summarize(values / block, name))
+    out["timing_protocol"] = protocol
+    out["timing_block"] = block
+    return out
+
+
+def _chunk_bounds(steps: int, chunk: int, eval_every: int) -> list[tuple[int, int]]:
+    """Consecutive [start, end) step ranges that end at every evaluation point."""
+    stops = sorted(set(range(chunk, steps, chunk)) | set(range(eval_every, steps, eval_every)))
+    ends = [*stops, steps]
+    return list(zip([0, *ends[:-1]], ends))
+
+
+def _diverged_at(losses: np.ndarray, limit: float) -> int | None:
+    bad = ~np.isfinite(losses) | (losses > limit)
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+def run(task: Task, tx: optax.GradientTransformationExtraArgs, settings: RunSettings,
+        seed: int = 0) -> RunResult:
+    """Train ``tx`` on ``task`` for ``settings.steps`` steps and measure it."""
+    memory.reset_peak_rss()
+    n_params = num_params(task)
+    param_shapes = jax.eval_shape(task.init, jax.random.key(seed))
+    state_shapes = jax.eval_shape(tx.init, param_shapes)
+    summary: dict[str, Any] = {
+        "num_params": n_params,
+        "param_bytes": memory.tree_bytes(param_shapes),
+        "batch_size": task.batch_size,
+        "steps": settings.steps,
+        **memory.state_summary(state_shapes, n_params),
+    }
+    fns = _step_functions(task, tx)
+    summary.update(_measure_costs(task, tx, settings, seed, fns))
+
+    train_chunk = jax.jit(fns[3], donate_argnums=(0, 1))
+    compiled_chunks: dict[int, Any] = {}
+    eval_loss = jax.jit(task.loss)
+    params = task.init(jax.random.key(seed))
+    opt_state = tx.init(params)
+    batches = task.train_batches(seed)
+    train_clock, eval_clock = Stopwatch(), Stopwatch()
+    train_losses: list[np.ndarray] = []
+    train_walls: list[np.ndarray] = []
+    evals: list[tuple[int, float, float]] = []
+    status, limit = "ok", np.inf
+
+    with eval_clock:
+        evals.append((0, _evaluate(eval_loss, params, task), 0.0))
+    for start, end in _chunk_bounds(settings.steps, settings.chunk_steps, settings.eval_every):
+        stacked = {k: np.stack(v) for k, v in _gather(batches, end - start).items()}
+        if end - start not in compiled_chunks:  # compile off the training clock
+            lowered = train_chunk.lower(params, opt_state, stacked)
+            compiled_chunks[end - start] = lowered.compile()
+        with train_clock:
+            before = train_clock.total
+            params, opt_state, losses = compiled_chunks[end - start](params, opt_state, stacked)
+            losses = np.asarray(jax.block_until_ready(losses))
+        elapsed = train_clock.total - before
+        if start == 0:
+            limit = settings.divergence_factor * abs(float(losses[0]))  # NaN loss: caught below
+        bad = _diverged_at(losses, limit)
+        if bad is not None:
+            losses = losses[: bad + 1]
+            status = "diverged"
+        train_losses.append(losses)
+        train_walls.append(before + elapsed * np.arange(1, len(losses) + 1) / (end - start))
+        if status == "diverged":
+            break
+        if end % settings.eval_every == 0 or end == settings.steps:
+            with eval_clock:
+                evals.append((end, _evaluate(eval_loss, params, task), train_clock.total))
+
+    losses = np.concatenate(train_losses)
+    tail = max(1, len(losses) // 10)
+    eval_values = [loss for _, loss, _ in evals]
+    summary.update(
+        steps_completed=len(losses) if status == "ok" else len(losses) - 1,
+        final_train_loss=float(np.mean(losses[-tail:])),
+        last_train_loss=float(losses[-1]),
+        final_eval_loss=eval_values[-1] if status == "ok" else float("nan"),
+        best_eval_loss=float(np.nanmin(eval_values)),
+        train_time_s=train_clock.total,
+        eval_time_s=eval_clock.total,
+        peak_rss_bytes=memory.peak_rss_bytes(),
+        peak_device_bytes=memory.peak_device_bytes(),
+        nvml_used_bytes=memory.nvml_used_bytes(),
+    )
+    curves = pd.concat(
+        [
+            pd.DataFrame({
+                "step": np.arange(len(losses)),
+                "split": "train",
+                "loss": losses.astype(np.float64),
+                "wall_time_s": np.concatenate(train_walls),
+            }),
+            pd.DataFrame(evals, columns=["step", "loss", "wall_time_s"]).assign(split="eval"),
+        ],
+        ignore_index=True,
+    )[["step", "split", "loss", "wall_time_s"]]
+    return RunResult(status=status, summary=summary, curves=curves)
+
+
+def _gather(batches, count: int) -> dict[str, list[np.ndarray]]:
+    """Take ``count`` batches from an iterator, grouped by field."""
+    grouped: dict[str, list[np.ndarray]] = {}
+    for _ in range(count):
+        for key, value in next(batches).items():
+            grouped.setdefault(key, []).append(value)
+    return grouped

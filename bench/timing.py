@@ -1,0 +1,65 @@
+"""Wall-clock timing of compiled functions with the device synchronised."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def time_calls(call: Callable[[], Any], repeats: int, warmup: int) -> np.ndarray:
+    """Seconds per call of ``call()``, each waited for with ``block_until_ready``.
+
+    ``warmup`` calls run first and are discarded (caches, allocator, clocks settle).
+    """
+    return time_interleaved({"call": call}, repeats, warmup)["call"]
+
+
+def time_interleaved(
+    calls: Mapping[str, Callable[[], Any]], repeats: int, warmup: int
+) -> dict[str, np.ndarray]:
+    """Seconds per call of each callable, timed in round-robin order.
+
+    Interleaving makes the samples of different functions share the machine's drifts (clock
+    boost, other load), so their ratios are fairer than back-to-back blocks would give.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats}: must be at least 1")
+    for _ in range(warmup):
+        for call in calls.values():
+            jax.block_until_ready(call())
+    samples = {name: np.empty(repeats) for name in calls}
+    for i in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            jax.block_until_ready(call())
+            samples[name][i] = time.perf_counter() - start
+    return samples
+
+
+def summarize(samples: np.ndarray, prefix: str) -> dict[str, float]:
+    """Median, 10th and 90th percentile and count of timing samples, as record columns."""
+    p10, median, p90 = np.percentile(samples, [10, 50, 90])
+    return {
+        f"{prefix}_median_s": float(median),
+        f"{prefix}_p10_s": float(p10),
+        f"{prefix}_p90_s": float(p90),
+        f"{prefix}_n": int(len(samples)),
+    }
+
+
+class Stopwatch:
+    """Accumulates elapsed seconds over several ``with`` blocks."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.total += time.perf_counter() - self._start

@@ -1,0 +1,84 @@
+"""The Task contract every training problem follows.
+
+A task is plain data plus pure functions: ``init(key) -> params``, ``loss(params, batch) ->
+scalar``, a seeded deterministic iterator of training batches (numpy arrays), the evaluation
+split, and an abstract batch (shapes and dtypes only) so that timing-only runs need no data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import numpy as np
+
+Batch = Mapping[str, np.ndarray]
+Params = Any
+
+
+@dataclass(frozen=True)
+class Task:
+    """A training problem.
+
+    Attributes:
+      name: short identifier used in records and plots.
+      family: group of related tasks (for meta-training and grouping in plots).
+      batch_size: training batch size.
+      init: ``init(key) -> params``.
+      loss: ``loss(params, batch) -> scalar`` mean loss over the batch; jit-friendly.
+      train_batches: ``train_batches(seed)`` yields training batches forever, the same
+        sequence for the same seed.
+      eval_batches: ``eval_batches()`` yields the evaluation split once, in a fixed order.
+      abstract_batch: a pytree of ``jax.ShapeDtypeStruct`` shaped like one training batch.
+      hparams: the task's settings, recorded as ``task_*`` columns.
+    """
+
+    name: str
+    family: str
+    batch_size: int
+    init: Callable[[jax.Array], Params]
+    loss: Callable[[Params, Batch], jax.Array]
+    train_batches: Callable[[int], Iterator[Batch]]
+    eval_batches: Callable[[], Iterator[Batch]]
+    abstract_batch: Mapping[str, jax.ShapeDtypeStruct]
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+
+
+def num_params(task: Task) -> int:
+    """Number of scalar parameters of the task's model, without allocating them."""
+    shapes = jax.eval_shape(task.init, jax.random.key(0))
+    return int(sum(np.prod(leaf.shape, dtype=np.int64) for leaf in jax.tree.leaves(shapes)))
+
+
+def shuffled_batches(
+    arrays: Mapping[str, np.ndarray], batch_size: int, seed: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """Yield batches forever: one fresh permutation per epoch, drawn from ``seed``.
+
+    The remainder of each epoch that does not fill a batch is dropped so that every batch
+    has the same shape (one compiled step serves them all).
+    """
+    sizes = {len(a) for a in arrays.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"arrays disagree on their first dimension: {sorted(sizes)}")
+    (n,) = sizes
+    if batch_size > n:
+        raise ValueError(f"batch_size={batch_size} exceeds the {n} examples available")
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(n)
+        for start in range(0, n - batch_size + 1, batch_size):
+            idx = order[start : start + batch_size]
+            yield {k: a[idx] for k, a in arrays.items()}
+
+
+def sequential_batches(
+    arrays: Mapping[str, np.ndarray], batch_size: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """Yield the arrays once, in order, in batches of at most ``batch_size`` (the last may be
+    smaller)."""
+    n = len(next(iter(arrays.values())))
+    for start in range(0, n, batch_size):
+        yield {k: a[start : start + batch_size] for k, a in arrays.items()}

@@ -1,0 +1,1 @@
+"""Data sets, loaded from standard files on disk; never downloaded, never faked."""
