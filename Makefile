@@ -6,12 +6,13 @@ SWEEP ?= default
 ARGS ?=
 FASHION_MNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data sweep figures test lint clean-results help
+.PHONY: setup data sweep figures bench test lint help
 
 help:
 	@echo "make setup            create $(VENV) and install the data set (Debian package) if missing"
 	@echo "make sweep            run the default sweep; SWEEP=<preset> ARGS='<hydra overrides>'"
 	@echo "make figures          redraw the figures of every results/*/ from its tables"
+	@echo "make bench            speed benchmarks into results/bench/"
 	@echo "make test             run the test suite"
 	@echo "make lint             ruff"
 
@@ -41,6 +42,9 @@ sweep: setup
 
 figures: setup
 	$(PY) -m bench.plots
+
+bench: setup
+	$(PY) -m bench.update_cost $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,29 @@ def tree_floats(tree: Any) -> int:
     )
 
 
-def state_summary(opt_state_shapes: Any, num_params: int) -> dict[str, float]:
-    """Optimizer-state bytes and floats per parameter, counted from the state's shapes."""
-    return {
-        "opt_state_bytes": tree_bytes(opt_state_shapes),
-        "opt_state_floats_per_param": tree_floats(opt_state_shapes) / num_params,
+def _size(tree: Any) -> int:
+    return int(sum(leaf.size for leaf in jax.tree.leaves(tree)))
+
+
+def state_summary(init: Callable[[Any], Any], param_shapes: Any) -> dict[str, float | None]:
+    """Optimizer-state bytes and floats per parameter, counted exactly from the state's shapes.
+
+    Also split by tensor kind: the state an optimizer keeps for the matrices (rank >= 2) per
+    matrix parameter, and for the vectors and scalars per vector parameter (None where the
+    model has none of that kind). Each is counted by initialising the optimizer on the
+    parameters of that kind alone, so factored statistics land on the right side.
+    """
+    state = jax.eval_shape(init, param_shapes)
+    out: dict[str, float | None] = {
+        "opt_state_bytes": tree_bytes(state),
+        "opt_state_floats_per_param": tree_floats(state) / _size(param_shapes),
     }
+    for kind, keep in (("matrix", lambda x: x.ndim >= 2), ("vector", lambda x: x.ndim < 2)):
+        part = jax.tree.map(lambda x, keep=keep: x if keep(x) else None, param_shapes)
+        count = _size(part)
+        out[f"opt_state_floats_per_param_{kind}"] = (
+            tree_floats(jax.eval_shape(init, part)) / count if count else None)
+    return out
 
 
 def reset_peak_rss() -> bool:

@@ -1,6 +1,6 @@
 """Expand a sweep preset into the list of runs it stands for, each a fully composed config.
 
-A preset names tasks, seeds and optimizers, each optimizer with one setting of hyperparameter
+A preset names tasks, seeds and optimizers; a task or optimizer may carry one setting of
 overrides or a list of them (a grid); the runs are their product. Every run's config is
 composed by Hydra from the same config tree as a single run would be, with the preset's choices
 first and the user's command-line overrides last, so ``optimizer.b1=0.95`` on the command line
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,6 +35,7 @@ class PlannedRun:
     seed: int
     overrides: tuple[str, ...]
     config: DictConfig = field(repr=False, compare=False)
+    optimizer_config: str = ""  # the optimizer's config file name, when its target is unchanged
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -58,16 +59,33 @@ def _value(value: Any) -> str:
     return json.dumps(value)
 
 
-def _arms(optimizers: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    """(name, hyperparameters) pairs: a name maps to one setting or to a list of settings."""
+class Arm(NamedTuple):
+    """One setting of a config group: its config name, overrides and display label."""
+
+    name: str
+    hparams: Mapping[str, Any]
+    label: str
+
+
+def _arms(axis: str, entries: Mapping[str, Any] | Sequence[str]) -> list[Arm]:
+    """The arms of an axis: a list of names, or a mapping from a name to one setting of
+    overrides or a list of settings (a grid). A name with several settings is labelled with
+    them, ``adam(learning_rate=0.01)``, so that the arms stay apart in tables and plots."""
+    if not isinstance(entries, Mapping):
+        entries = {name: None for name in entries}
     arms = []
-    for name, settings in optimizers.items():
-        for hparams in settings if isinstance(settings, list) else [settings]:
+    for name, settings in entries.items():
+        grid = settings if isinstance(settings, list) else [settings]
+        for hparams in grid:
             if hparams is not None and not isinstance(hparams, Mapping):
                 raise SweepConfigError(
-                    f"sweep.optimizers.{name}={hparams!r}: expected a mapping of "
-                    "hyperparameters (or a list of them)")
-            arms.append((name, hparams or {}))
+                    f"sweep.{axis}.{name}={hparams!r}: expected a mapping of settings "
+                    "(or a list of them)")
+            hparams = dict(hparams or {})
+            label = name
+            if len(grid) > 1:
+                label += "(" + ",".join(f"{k}={_value(v)}" for k, v in hparams.items()) + ")"
+            arms.append(Arm(str(name), hparams, label))
     return arms
 
 
@@ -81,10 +99,14 @@ def plan_runs(
         if not sweep.get(key):
             raise SweepConfigError(f"sweep.{key} is empty: nothing to run")
     chosen = {override_key(o): o.split("=", 1)[1] for o in cli_overrides if "=" in o}
-    tasks = [chosen["task"]] if "task" in chosen else list(sweep["tasks"])
-    optimizers: dict[str, Mapping[str, Any]] = dict(sweep["optimizers"])
+    tasks = _arms("tasks", sweep["tasks"])
+    if "task" in chosen:
+        tasks = [a for a in tasks if a.name == chosen["task"]] or [
+            Arm(chosen["task"], {}, chosen["task"])]
+    optimizers = _arms("optimizers", sweep["optimizers"])
     if "optimizer" in chosen:
-        optimizers = {chosen["optimizer"]: optimizers.get(chosen["optimizer"]) or {}}
+        optimizers = [a for a in optimizers if a.name == chosen["optimizer"]] or [
+            Arm(chosen["optimizer"], {}, chosen["optimizer"])]
     try:
         seeds = [int(chosen["seed"])] if "seed" in chosen else [int(s) for s in sweep["seeds"]]
     except ValueError as exc:
@@ -94,18 +116,21 @@ def plan_runs(
     cli_keys = {override_key(o) for o in passthrough}
     custom_target = "optimizer._target_" in cli_keys
 
+    def arm_overrides(group: str, arm: Arm) -> list[str]:
+        return [f"{group}={arm.name}"] + [f"{group}.{k}={_value(v)}" for k, v in
+                                           arm.hparams.items() if f"{group}.{k}" not in cli_keys]
+
     runs = []
     for task in tasks:
-        for name, hparams in _arms(optimizers):
-            arm = [f"optimizer.{k}={_value(v)}" for k, v in hparams.items()
-                   if f"optimizer.{k}" not in cli_keys]
+        for opt in optimizers:
             for seed in seeds:
-                overrides = [f"optimizer={name}", f"task={task}", f"seed={seed}", *arm,
-                             *passthrough]
+                overrides = [*arm_overrides("optimizer", opt), *arm_overrides("task", task),
+                             f"seed={seed}", *passthrough]
                 config = compose(overrides)
                 label = str(config.optimizer["_target_"]).rsplit(".", 1)[-1] if custom_target \
-                    else name
-                runs.append(PlannedRun(label, task, seed, tuple(overrides), config))
+                    else opt.label
+                runs.append(PlannedRun(label, task.label, seed, tuple(overrides), config,
+                                       "" if custom_target else opt.name))
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise SweepConfigError("the sweep plans the same run twice (identical configs)")

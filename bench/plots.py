@@ -144,6 +144,34 @@ def loss_curves_figure(runs: pd.DataFrame, curves: pd.DataFrame, window: int = 5
     return fig
 
 
+def overhead_figure(runs: pd.DataFrame) -> plt.Figure:
+    """Step time over a plain-SGD step (measured side by side) against batch size, at the most
+    common parameter count, and against parameter count, at the most common batch size."""
+    ok = runs[(runs.status == "ok") & runs.step_over_sgd_step.notna()]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), squeeze=False)
+    panels = (("batch_size", "num_params", "batch size"),
+              ("num_params", "batch_size", "parameters"))
+    for ax, (x, fixed, label) in zip(axes[0], panels):
+        if ok.empty:
+            continue
+        held = ok[fixed].mode().iloc[0]
+        sub = ok[ok[fixed] == held]
+        for name, group in sub.groupby("optimizer"):
+            stats = group.groupby(x).step_over_sgd_step.agg(["median", "min", "max"])
+            ax.errorbar(stats.index, stats["median"], yerr=[stats["median"] - stats["min"],
+                        stats["max"] - stats["median"]], marker="o", capsize=3, label=name)
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{label} ({fixed.replace('_', ' ')} held at {held:,})")
+        ax.set_ylabel("step time / plain SGD step time")
+        ax.set_title(f"optimizer overhead against {label}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(f"Step-time overhead; measured on {_hardware(runs)}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig: plt.Figure, folder: Path, name: str) -> list[Path]:
     """Save as PNG and PDF; returns the paths."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -155,11 +183,16 @@ def save_figure(fig: plt.Figure, folder: Path, name: str) -> list[Path]:
 
 
 def draw_sweep_figures(runs: pd.DataFrame, curves: pd.DataFrame, folder: Path) -> list[Path]:
-    """All figures of one sweep into ``folder``."""
-    return [
-        *save_figure(pareto_figure(runs), folder, "pareto"),
-        *save_figure(loss_curves_figure(runs, curves), folder, "loss_curves"),
-    ]
+    """All figures of one sweep into ``folder``: Pareto scatters and loss curves when the sweep
+    trained, the overhead figure when its runs vary batch size or parameter count."""
+    paths = []
+    if runs.final_eval_loss.notna().any():
+        paths += save_figure(pareto_figure(runs), folder, "pareto")
+        paths += save_figure(loss_curves_figure(runs, curves), folder, "loss_curves")
+    if "step_over_sgd_step" in runs and (
+            runs.batch_size.nunique() > 1 or runs.num_params.nunique() > 1):
+        paths += save_figure(overhead_figure(runs), folder, "overhead")
+    return paths
 
 
 def main(argv: list[str]) -> int:

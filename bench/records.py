@@ -95,6 +95,18 @@ class RecordStore:
         text = json.dumps({k: _json_safe(v) for k, v in row.items()}, indent=1, sort_keys=True)
         _atomic_write(self.row_path(rid), lambda p: p.write_text(text))
 
+    def run_ids(self) -> set[str]:
+        """Ids of every run with a row on disk."""
+        return {p.stem for p in self.records.glob("*.json")}
+
+    def set_aside(self, rid: str) -> None:
+        """Move a run's files into ``records/superseded/``: out of the tables, not deleted."""
+        aside = self.records / "superseded"
+        aside.mkdir(parents=True, exist_ok=True)
+        for path in (self.curves_path(rid), self.row_path(rid)):
+            if path.exists():
+                os.replace(path, aside / path.name)
+
     def read_row(self, rid: str) -> dict[str, Any] | None:
         """The stored row of a run, or None if absent or unreadable."""
         try:

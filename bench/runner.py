@@ -28,13 +28,16 @@ from bench.cost import compiled_costs
 from bench.timing import Stopwatch, summarize, time_interleaved
 from tasks.base import Task, num_params
 
+# The reference step for overhead ratios: plain SGD (its learning rate does not change its cost).
+SGD_REFERENCE_LR = 1e-3
+
 
 @dataclass(frozen=True)
 class RunSettings:
     """How long to train and how to measure.
 
     Attributes:
-      steps: training steps (optimizer updates).
+      steps: training steps (optimizer updates); 0 for a timing-only run (no training).
       eval_every: evaluate the whole evaluation split every this many steps (and at the end).
       chunk_steps: training steps per compiled call; the loss of every step is still kept.
       timing_protocol: ``scan`` times blocks of ``timing_block`` steps inside one compiled
@@ -58,11 +61,17 @@ class RunSettings:
     divergence_factor: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "eval_every", "chunk_steps", "timing_steps", "timing_block"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"run.{name}={getattr(self, name)}: must be at least 1")
-        if self.warmup_steps < 0:
-            raise ValueError(f"run.warmup_steps={self.warmup_steps}: must be >= 0")
+        for name in ("steps", "eval_every", "chunk_steps", "timing_steps", "timing_block",
+                     "warmup_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"run.{name}={value!r}: expected an integer")
+            least = 0 if name in ("steps", "warmup_steps") else 1
+            if value < least:
+                raise ValueError(f"run.{name}={value}: must be at least {least}")
+        if isinstance(self.divergence_factor, bool) or not isinstance(
+                self.divergence_factor, (int, float)):
+            raise ValueError(f"run.divergence_factor={self.divergence_factor!r}: expected a number")
         if self.timing_protocol not in ("scan", "per_call"):
             raise ValueError(
                 f"run.timing_protocol={self.timing_protocol!r}: expected 'scan' or 'per_call'")
@@ -158,13 +167,27 @@ def _timed_functions(fns, protocol: str, block: int):
     raise ValueError(f"run.timing_protocol={protocol!r}: expected 'scan' or 'per_call'")
 
 
-def _measure_costs(task, tx, settings, seed, fns) -> dict[str, Any]:
-    """Compile step, gradient and update apart; read XLA's static costs; time each."""
+def measure_costs(task: Task, tx: optax.GradientTransformationExtraArgs, settings: RunSettings,
+                  seed: int = 0) -> dict[str, Any]:
+    """Sizes, state memory, compile time, XLA's static costs and the step, gradient and update
+    times of ``tx`` on ``task``, without training (the first half of ``run``).
+
+    A step of plain SGD on the same task and batch is timed alongside (interleaved), so that
+    the optimizer's overhead over the cheapest possible update comes from one measurement.
+    """
+    param_shapes = jax.eval_shape(task.init, jax.random.key(seed))
+    n_params = num_params(task)
+    out: dict[str, Any] = {
+        "num_params": n_params,
+        "param_bytes": memory.tree_bytes(param_shapes),
+        "batch_size": task.batch_size,
+        **memory.state_summary(tx.init, param_shapes),
+    }
+    fns = _step_functions(task, tx)
     grad_fn, update_fn, step_fn, _ = fns
     key = jax.random.key(seed)
     batches = task.train_batches(seed)
     batch = jax.device_put(next(batches))
-    out: dict[str, Any] = {}
 
     params = task.init(key)
     opt_state = tx.init(params)
@@ -182,23 +205,25 @@ def _measure_costs(task, tx, settings, seed, fns) -> dict[str, Any]:
     per_call = protocol == "per_call"
     block = 1 if per_call else block
     step_t, grad_t, update_t = _timed_functions(fns, protocol, block)
+    reference = optax.with_extra_args_support(optax.sgd(SGD_REFERENCE_LR))
+    sgd_step_t = _timed_functions(_step_functions(task, reference), protocol, block)[0]
     xs_batch = batch if per_call else jax.device_put(
         {k: np.stack(v) for k, v in _gather(batches, block).items()})
     xs_update = (grads, loss)
     zeros = jax.tree.map(jnp.zeros_like, (loss, grads))
-    # Each function gets its own copy of the inputs: step and update donate theirs call to call.
+    # Each function gets its own copy of the inputs: steps and updates donate theirs call to call.
     copy = functools.partial(jax.tree.map, jnp.copy)
-    carries = {
-        "step_time": (params, opt_state),
-        "update_time": copy((params, opt_state)),
-        "grad_time": (copy(params), zeros),
+    timed = {  # name: (function, carry, inputs, donate the carry)
+        "step_time": (step_t, (params, opt_state), xs_batch, True),
+        "update_time": (update_t, copy((params, opt_state)), xs_update, True),
+        "grad_time": (grad_t, (copy(params), zeros), xs_batch, False),
+        "sgd_step_time": (sgd_step_t, (copy(params), reference.init(params)), xs_batch, True),
     }
-    plan = {"step_time": (step_t, xs_batch, True), "update_time": (update_t, xs_update, True),
-            "grad_time": (grad_t, xs_batch, False)}
+    carries = {name: carry for name, (_, carry, _, _) in timed.items()}
     calls = {}
-    for name, (fn, xs, donate) in plan.items():
+    for name, (fn, carry, xs, donate) in timed.items():
         jitted = jax.jit(fn, donate_argnums=0) if donate else jax.jit(fn)
-        compiled = jitted.lower(carries[name], xs).compile()
+        compiled = jitted.lower(carry, xs).compile()
 
         def call(name=name, compiled=compiled, xs=xs, donate=donate):
             result = compiled(carries[name], xs)
@@ -212,6 +237,8 @@ def _measure_costs(task, tx, settings, seed, fns) -> dict[str, Any]:
         out.update(summarize(values / block, name))
     out["timing_protocol"] = protocol
     out["timing_block"] = block
+    out["update_over_grad"] = out["update_time_median_s"] / out["grad_time_median_s"]
+    out["step_over_sgd_step"] = out["step_time_median_s"] / out["sgd_step_time_median_s"]
     return out
 
 
@@ -231,18 +258,12 @@ def run(task: Task, tx: optax.GradientTransformationExtraArgs, settings: RunSett
         seed: int = 0) -> RunResult:
     """Train ``tx`` on ``task`` for ``settings.steps`` steps and measure it."""
     memory.reset_peak_rss()
-    n_params = num_params(task)
-    param_shapes = jax.eval_shape(task.init, jax.random.key(seed))
-    state_shapes = jax.eval_shape(tx.init, param_shapes)
-    summary: dict[str, Any] = {
-        "num_params": n_params,
-        "param_bytes": memory.tree_bytes(param_shapes),
-        "batch_size": task.batch_size,
-        "steps": settings.steps,
-        **memory.state_summary(state_shapes, n_params),
-    }
+    summary: dict[str, Any] = {"steps": settings.steps, **measure_costs(task, tx, settings, seed)}
+    if settings.steps == 0:  # timing-only run
+        summary.update(steps_completed=0, **_memory_peaks())
+        return RunResult("ok", summary, pd.DataFrame(columns=["step", "split", "loss",
+                                                              "wall_time_s"]))
     fns = _step_functions(task, tx)
-    summary.update(_measure_costs(task, tx, settings, seed, fns))
 
     train_chunk = jax.jit(fns[3], donate_argnums=(0, 1))
     compiled_chunks: dict[int, Any] = {}
@@ -293,9 +314,7 @@ def run(task: Task, tx: optax.GradientTransformationExtraArgs, settings: RunSett
         best_eval_loss=float(np.nanmin(eval_values)),
         train_time_s=train_clock.total,
         eval_time_s=eval_clock.total,
-        peak_rss_bytes=memory.peak_rss_bytes(),
-        peak_device_bytes=memory.peak_device_bytes(),
-        nvml_used_bytes=memory.nvml_used_bytes(),
+        **_memory_peaks(),
     )
     curves = pd.concat(
         [
@@ -310,6 +329,14 @@ def run(task: Task, tx: optax.GradientTransformationExtraArgs, settings: RunSett
         ignore_index=True,
     )[["step", "split", "loss", "wall_time_s"]]
     return RunResult(status=status, summary=summary, curves=curves)
+
+
+def _memory_peaks() -> dict[str, int | None]:
+    return {
+        "peak_rss_bytes": memory.peak_rss_bytes(),
+        "peak_device_bytes": memory.peak_device_bytes(),
+        "nvml_used_bytes": memory.nvml_used_bytes(),
+    }
 
 
 def _gather(batches, count: int) -> dict[str, list[np.ndarray]]:

@@ -15,6 +15,8 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import datetime  # noqa: E402
 import json  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -29,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from bench.plan import PlannedRun, SweepConfigError, plan_runs  # noqa: E402
 from bench.records import FINISHED, RecordStore  # noqa: E402
+from optimizers.analytic import update_cost  # noqa: E402
 
 _OOM_MARKERS = ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory", "OOM")
 
@@ -46,12 +49,16 @@ def config_columns(planned: PlannedRun, sweep_name: str) -> dict[str, Any]:
     """The config part of a run's row: names, seed and one column per setting."""
     identity = planned.identity
     task_cfg = {k: v for k, v in identity["task"].items() if k not in ("_target_", "name")}
+    analytic = update_cost(planned.optimizer_config)
     return {
         "run_id": planned.run_id,
         "sweep": sweep_name,
         "optimizer": planned.optimizer,
         "task": planned.task,
         "seed": planned.seed,
+        "optimizer_config": planned.optimizer_config or None,
+        "update_flops_per_param_analytic": None if analytic is None else analytic.flops,
+        "update_bytes_per_param_analytic": None if analytic is None else analytic.bytes,
         **_flat_columns("opt_", identity["optimizer"]),
         **_flat_columns("task_", task_cfg),
         **_flat_columns("run_", identity["run"]),
@@ -88,8 +95,11 @@ class Sweep:
             except Exception as exc:  # Hydra's InstantiationException and the like
                 raise SweepConfigError(f"{where}: {type(exc).__name__}: {exc}") from exc
 
-    def execute(self, planned: PlannedRun, sweep_name: str) -> tuple[dict[str, Any], Any]:
-        """Run one planned run; any failure becomes a row with status error or oom."""
+    def execute(self, planned: PlannedRun, sweep_name: str,
+                isolated: bool = False) -> tuple[dict[str, Any], Any]:
+        """Run one planned run in this process; any failure becomes a row with status error or
+        oom. ``isolated`` says whether this process runs nothing else (memory peaks are then
+        the run's own)."""
         from bench.hardware import host_facts
         from bench.runner import RunSettings, run
         from optimizers import build_optimizer
@@ -109,10 +119,51 @@ class Sweep:
             oom = any(marker in message for marker in _OOM_MARKERS)
             row.update(status="oom" if oom else "error", error=message[:2000],
                        traceback="".join(traceback.format_exc())[-4000:])
-        row["isolated"] = False
+        row["isolated"] = isolated
         row["wall_time_s"] = time.perf_counter() - started
         row["finished_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
         return row, curves
+
+
+def run_isolated(planned: PlannedRun, sweep_name: str, store: RecordStore) -> dict[str, Any]:
+    """Run ``planned`` in a fresh worker process and return the row it recorded.
+
+    A worker that dies without recording (killed, out of host memory, a crash in native code)
+    is recorded here with status oom (killed by SIGKILL, the kernel's OOM killer's signal) or
+    error, and the tail of its output.
+    """
+    from bench.hardware import host_facts
+    from bench.worker import payload
+
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    clock = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "bench.worker"],
+                          input=payload(planned, sweep_name, store.folder),
+                          capture_output=True, text=True)
+    row = store.read_row(planned.run_id)
+    if proc.returncode == 0 and row is not None and row.get("started_at", "") >= started:
+        return row
+    killed = proc.returncode == -signal.SIGKILL
+    tail = (proc.stderr or proc.stdout or "")[-2000:]
+    row = {**config_columns(planned, sweep_name), **host_facts(), "started_at": started,
+           "status": "oom" if killed or any(m in tail for m in _OOM_MARKERS) else "error",
+           "error": f"worker exited with code {proc.returncode}: {tail}", "isolated": True,
+           "wall_time_s": time.perf_counter() - clock,
+           "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    store.write(row, None)
+    return row
+
+
+def should_isolate(setting: Any) -> bool:
+    """``sweep.isolate``: true, false, or auto (isolate where the device keeps an allocator peak,
+    which only a fresh process can attribute to one run)."""
+    if isinstance(setting, bool):
+        return setting
+    if str(setting).lower() != "auto":
+        raise SweepConfigError(f"sweep.isolate={setting!r}: expected true, false or auto")
+    from bench.memory import peak_device_bytes
+
+    return peak_device_bytes() is not None
 
 
 def _check_writable(folder: Path) -> None:
@@ -126,8 +177,10 @@ def _check_writable(folder: Path) -> None:
 
 def _outcome(row: dict[str, Any]) -> str:
     if row["status"] == "ok":
-        return (f"ok: eval loss {row['final_eval_loss']:.4f}, step "
-                f"{row['step_time_median_s'] * 1e6:.1f} us, state "
+        loss = row.get("final_eval_loss")
+        return (f"ok: {'timing only' if loss is None else f'eval loss {loss:.4f}'}, step "
+                f"{row['step_time_median_s'] * 1e6:.1f} us "
+                f"({row['step_over_sgd_step']:.2f}x SGD's), state "
                 f"{row['opt_state_floats_per_param']:.2f} floats/param")
     if row["status"] == "diverged":
         return f"diverged after {row.get('steps_completed')} steps"
@@ -143,6 +196,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
         "eval_loss": grouped.final_eval_loss.mean(),
         "eval_loss_sd": grouped.final_eval_loss.std(),
         "step_us": grouped.step_time_median_s.median() * 1e6,
+        "step/sgd": grouped.step_over_sgd_step.median(),
         "update_us": grouped.update_time_median_s.median() * 1e6,
         "state_floats/param": grouped.opt_state_floats_per_param.mean(),
     })
@@ -172,23 +226,40 @@ def run_sweep(cfg: DictConfig, cli_overrides: list[str]) -> int:
             skipped += 1
         else:
             todo.append(planned)
+    planned_ids = {r.run_id for r in runs}
+    stale = sorted(store.run_ids() - planned_ids)
+    if stale and cfg.sweep.prune:
+        for rid in stale:
+            store.set_aside(rid)
+        print(f"set aside {len(stale)} records of runs this sweep no longer plans "
+              f"(moved to {store.records / 'superseded'})")
+    elif stale:
+        print(f"note: {folder} holds {len(stale)} records of runs this sweep does not plan "
+              "(other settings or a narrowed sweep); they stay in the tables. "
+              "sweep.prune=true sets them aside.")
     print(f"sweep '{name}': {len(runs)} runs planned, {skipped} already recorded and skipped"
           f"{' (sweep.force=true reruns them)' if skipped else ''}, {len(todo)} to run; "
           f"results in {folder}/", flush=True)
 
     from bench.progress import Progress
 
+    isolate = should_isolate(cfg.sweep.isolate)
+    if todo:
+        print("each run in a fresh process (sweep.isolate)" if isolate else
+              "runs share this process: memory peaks are not per run (sweep.isolate=true)")
     progress = Progress(len(todo))
     for planned in todo:
         progress.start(f"{planned.optimizer} on {planned.task}, seed {planned.seed} "
                        f"(run {planned.run_id})")
-        row, curves = sweep.execute(planned, name)
-        store.write(row, curves)
+        if isolate:
+            row = run_isolated(planned, name, store)
+        else:
+            row, curves = sweep.execute(planned, name)
+            store.write(row, curves)
         progress.finish(_outcome(row))
 
     table, curves = store.collect()
     runs_path, curves_path = store.write_tables(table, curves)
-    planned_ids = {r.run_id for r in runs}
     this_sweep = table[table.run_id.isin(planned_ids)]
     print("\nResults (this sweep's runs):")
     with pd.option_context("display.width", 120, "display.max_columns", 20):

@@ -1,7 +1,6 @@
-"""A quick synthetic classification task, for unit tests only (never for the default sweep).
+"""Synthetic tasks for unit tests and timing benchmarks only (never for the default sweep).
 
-Gaussian inputs labelled by a fixed random linear teacher: learnable in a few dozen steps and
-generated from a seed in milliseconds.
+Generated from a seed in milliseconds, so tests need no data set and timings need no loader.
 """
 
 from __future__ import annotations
@@ -32,7 +31,8 @@ def synthetic_mlp(
     num_eval: int = 512,
     data_seed: int = 0,
 ) -> Task:
-    """An MLP on synthetic teacher-labelled Gaussian data (a stand-in for unit tests)."""
+    """An MLP on Gaussian inputs labelled by a fixed random linear teacher: learnable in a few
+    dozen steps (a stand-in for unit tests)."""
     rng = np.random.default_rng(data_seed)
     teacher = rng.standard_normal((inputs, classes)).astype(np.float32)
     train, test = _make_split(rng, teacher, num_train), _make_split(rng, teacher, num_eval)
@@ -54,4 +54,42 @@ def synthetic_mlp(
             "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
         },
         hparams={"dataset": "synthetic", "inputs": inputs, "batch_size": batch_size},
+    )
+
+
+def wide_linear(
+    name: str = "wide_linear", rows: int = 1000, cols: int = 1000, batch_size: int = 8,
+    data_seed: int = 0,
+) -> Task:
+    """A linear least-squares model with a [rows, cols] weight and a [cols] bias, for timing
+    optimizer updates at a chosen parameter count; the small batch keeps the gradient cheap.
+
+    Synthetic data (Gaussian inputs and targets); for benchmarks and tests, not for results.
+    """
+    if min(rows, cols, batch_size) < 1:
+        raise ValueError(f"rows={rows}, cols={cols}, batch_size={batch_size}: must be positive")
+    rng = np.random.default_rng(data_seed)
+    n = 4 * batch_size
+    data = {"x": rng.standard_normal((n, rows)).astype(np.float32),
+            "y": rng.standard_normal((n, cols)).astype(np.float32)}
+
+    def init(key):
+        return {"w": jax.random.normal(key, (rows, cols)) / np.sqrt(rows), "b": jnp.zeros((cols,))}
+
+    def loss(params, batch):
+        return 0.5 * jnp.mean(jnp.square(batch["x"] @ params["w"] + params["b"] - batch["y"]))
+
+    return Task(
+        name=name,
+        family="wide_linear",
+        batch_size=batch_size,
+        init=init,
+        loss=loss,
+        train_batches=functools.partial(shuffled_batches, data, batch_size),
+        eval_batches=functools.partial(sequential_batches, data, n),
+        abstract_batch={
+            "x": jax.ShapeDtypeStruct((batch_size, rows), jnp.float32),
+            "y": jax.ShapeDtypeStruct((batch_size, cols), jnp.float32),
+        },
+        hparams={"dataset": "synthetic", "rows": rows, "cols": cols, "batch_size": batch_size},
     )

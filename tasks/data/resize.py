@@ -15,7 +15,8 @@ def area_weights(size_in: int, size_out: int) -> np.ndarray:
     weights = np.zeros((size_out, size_in), dtype=np.float64)
     for i in range(size_out):
         lo, hi = i * scale, (i + 1) * scale
-        for j in range(int(np.floor(lo)), int(np.ceil(hi))):
+        # min(): (i + 1) * scale can round to just above size_in.
+        for j in range(int(np.floor(lo)), min(int(np.ceil(hi)), size_in)):
             weights[i, j] = min(hi, j + 1) - max(lo, j)
     return weights / scale
 
@@ -23,6 +24,6 @@ def area_weights(size_in: int, size_out: int) -> np.ndarray:
 def resize_area(images: np.ndarray, size: int) -> np.ndarray:
     """Resize [N, H, W] images to [N, size, size] float32 by area averaging."""
     _, height, width = images.shape
-    rows, cols = area_weights(height, size), area_weights(width, size)
-    out = np.einsum("ih,nhw,jw->nij", rows, images.astype(np.float64), cols, optimize=True)
-    return out.astype(np.float32)
+    rows = area_weights(height, size).astype(np.float32)
+    cols = area_weights(width, size).astype(np.float32)
+    return np.matmul(np.matmul(rows, images.astype(np.float32)), cols.T)

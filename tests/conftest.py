@@ -1,0 +1,92 @@
+"""Shared fixtures: the repository root, a sweep launcher and cached tiny runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bench.runner import RunResult, RunSettings, run
+from optimizers import build_optimizer
+from tasks.synthetic import synthetic_mlp
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO_ROOT / "conf"
+
+# A run short enough for unit tests: three training chunks (10, 10, 5 steps) so that the last
+# evaluation falls at the end of training and not on a multiple of eval_every.
+TINY_SETTINGS = {
+    "steps": 25,
+    "eval_every": 10,
+    "chunk_steps": 10,
+    "timing_block": 5,
+    "timing_steps": 10,
+    "warmup_steps": 1,
+}
+ADAM = {"_target_": "optax.adam", "learning_rate": 0.01}
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root (the folder holding conf/, bench/ and tasks/)."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def conf_dir() -> Path:
+    """The Hydra config folder."""
+    return CONF_DIR
+
+
+def launch_sweep(*overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m bench.sweep OVERRIDES...`` from the repository root and wait for it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "bench.sweep", *overrides],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def run_sweep() -> Callable[..., subprocess.CompletedProcess]:
+    """A function that runs the sweep entry point as a subprocess (see ``launch_sweep``)."""
+    return launch_sweep
+
+
+@pytest.fixture(scope="session")
+def synthetic_task():
+    """The synthetic test task with its default settings."""
+    return synthetic_mlp()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synthetic_task) -> Callable[..., RunResult]:
+    """``tiny_run(optimizer_cfg, seed=0, fresh=False, **settings)``: a cached short run.
+
+    Runs with equal arguments are shared across tests (each costs a few compiles); pass
+    ``fresh=True`` to run again without touching the cache.
+    """
+    cache: dict[str, RunResult] = {}
+
+    def _run(optimizer: dict, seed: int = 0, fresh: bool = False, **overrides) -> RunResult:
+        settings = {**TINY_SETTINGS, **overrides}
+        key = json.dumps([optimizer, seed, settings], sort_keys=True)
+        if fresh or key not in cache:
+            result = run(synthetic_task, build_optimizer(optimizer), RunSettings(**settings),
+                         seed=seed)
+            if fresh:
+                return result
+            cache[key] = result
+        return cache[key]
+
+    return _run

@@ -1,0 +1,91 @@
+"""Pareto fronts and the sweep figures, from hand-made tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.plots import draw_sweep_figures, pareto_front
+
+
+def _brute_force_front(x: np.ndarray, y: np.ndarray) -> list[int]:
+    """Indices of points that no other point matches or beats on both axes, sorted by x."""
+    keep = []
+    for i in range(len(x)):
+        dominated = any(
+            x[j] <= x[i] and y[j] <= y[i] and (x[j] < x[i] or y[j] < y[i])
+            for j in range(len(x)) if j != i
+        )
+        if not dominated:
+            keep.append(i)
+    return sorted(keep, key=lambda i: x[i])
+
+
+def test_pareto_front_hand_made():
+    """On shuffled hand-made points the front is exactly the non-dominated points, by x."""
+    x = np.array([3.0, 1.0, 4.0, 2.0, 5.0, 2.5])
+    y = np.array([4.0, 5.0, 1.0, 3.0, 2.0, 3.5])
+    # (1,5) (2,3) (4,1) are non-dominated; (2.5,3.5) (3,4) lose to (2,3); (5,2) loses to (4,1)
+    assert pareto_front(x, y).tolist() == [1, 3, 2]
+
+
+def test_pareto_front_single_point():
+    """One point is its own front."""
+    assert pareto_front(np.array([2.0]), np.array([7.0])).tolist() == [0]
+
+
+def test_pareto_front_ties_on_x():
+    """Of two points at the same x only the lower one is on the front."""
+    x = np.array([1.0, 1.0, 2.0])
+    y = np.array([3.0, 2.0, 1.0])
+    assert pareto_front(x, y).tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pareto_front_matches_brute_force(seed):
+    """On random points the front equals a brute-force dominance check."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.random(40), rng.random(40)
+    assert pareto_front(x, y).tolist() == _brute_force_front(x, y)
+
+
+def _tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows, curves = [], []
+    specs = [("adam", 2.0, 0.5, 40e-6), ("sgd", 0.0, 0.8, 30e-6)]
+    for optimizer, floats, loss, step_time in specs:
+        for seed in (0, 1):
+            rid = f"{optimizer}-{seed}"
+            rows.append({
+                "run_id": rid, "task": "synthetic", "optimizer": optimizer, "seed": seed,
+                "status": "ok", "final_eval_loss": loss + 0.01 * seed,
+                "opt_state_floats_per_param": floats,
+                "step_time_median_s": step_time, "step_time_p10_s": 0.9 * step_time,
+                "step_time_p90_s": 1.2 * step_time, "update_time_median_s": step_time / 4,
+                "num_params": 340, "batch_size": 32, "device_kind": "cpu",
+                "cpu_model": "test CPU", "cpu_count": 2,
+            })
+            steps = np.arange(20)
+            curves.append(pd.DataFrame({"run_id": rid, "step": steps, "split": "train",
+                                        "loss": 1.5 / (1 + 0.1 * steps) + 0.01 * seed,
+                                        "wall_time_s": 1e-3 * (steps + 1)}))
+            curves.append(pd.DataFrame({"run_id": rid, "step": [0, 10, 20], "split": "eval",
+                                        "loss": [1.5, 1.0, loss], "wall_time_s": [0, 0.01, 0.02]}))
+    rows.append({**rows[0], "run_id": "lion-0", "optimizer": "lion", "status": "diverged",
+                 "final_eval_loss": np.nan})
+    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+
+
+def test_draw_sweep_figures_writes_png_and_pdf(tmp_path):
+    """draw_sweep_figures writes the Pareto and loss-curve figures as PNG and PDF."""
+    runs, curves = _tables()
+    folder = tmp_path / "figures"
+    paths = draw_sweep_figures(runs, curves, folder)
+    names = {p.name for p in paths}
+    assert {"pareto.png", "pareto.pdf", "loss_curves.png", "loss_curves.pdf"} <= names
+    for path in paths:
+        assert path.parent == folder
+        data = path.read_bytes()
+        magic = b"\x89PNG" if path.suffix == ".png" else b"%PDF"
+        assert data.startswith(magic), path
+        assert len(data) > 1000, path

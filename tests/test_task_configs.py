@@ -1,0 +1,129 @@
+"""Every task config in conf/task/ builds a Task that honours the Task contract."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from pathlib import Path
+
+import hydra.utils
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+import tasks
+from tasks.data import fashion_mnist
+
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "conf" / "task").glob("*.yaml"))
+
+
+@functools.cache
+def _task(path: Path) -> tasks.Task:
+    return hydra.utils.instantiate(OmegaConf.load(path), _convert_="all")
+
+
+def _take(iterator, count):
+    return list(itertools.islice(iterator, count))
+
+
+def _assert_batches_equal(first, second):
+    assert len(first) == len(second)
+    for a, b in zip(first, second, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_task_configs_found():
+    """The glob finds the task configs, among them the synthetic test task."""
+    assert any(path.stem == "synthetic" for path in CONFIGS)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_loss_on_real_batch_is_finite(path):
+    """Instantiation gives a Task; its loss on a real training batch is a finite scalar."""
+    task = _task(path)
+    assert isinstance(task, tasks.Task)
+    params = task.init(jax.random.key(0))
+    batch = next(task.train_batches(0))
+    loss = task.loss(params, batch)
+    assert jnp.shape(loss) == ()
+    assert np.isfinite(float(loss))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_real_batch_matches_abstract_batch(path):
+    """A training batch has exactly the keys, shapes and dtypes of ``abstract_batch``."""
+    task = _task(path)
+    batch = next(task.train_batches(0))
+    assert set(batch) == set(task.abstract_batch)
+    for key, spec in task.abstract_batch.items():
+        assert batch[key].shape == spec.shape, key
+        assert batch[key].dtype == spec.dtype, key
+    assert len(next(iter(batch.values()))) == task.batch_size
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_jitted_gradient_on_abstract_batch(path):
+    """A jitted value_and_grad works on zeros shaped like the abstract batch."""
+    task = _task(path)
+    params = task.init(jax.random.key(1))
+    zeros = {k: jnp.zeros(s.shape, s.dtype) for k, s in task.abstract_batch.items()}
+    loss, grads = jax.jit(jax.value_and_grad(task.loss))(params, zeros)
+    assert np.isfinite(float(loss))
+    assert jax.tree.structure(grads) == jax.tree.structure(params)
+    for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(params), strict=True):
+        assert g.shape == p.shape
+        assert bool(jnp.all(jnp.isfinite(g)))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_num_params_counts_leaves(path):
+    """num_params equals the total size of the initialised parameter leaves."""
+    task = _task(path)
+    params = task.init(jax.random.key(2))
+    expected = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params))
+    assert expected > 0
+    assert tasks.num_params(task) == expected
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_train_batches_are_seeded(path):
+    """The same seed gives the same first 3 batches; another seed gives different ones."""
+    task = _task(path)
+    first = _take(task.train_batches(0), 3)
+    again = _take(task.train_batches(0), 3)
+    other = _take(task.train_batches(1), 3)
+    _assert_batches_equal(first, again)
+    differs = any(not np.array_equal(a[k], b[k]) for a, b in zip(first, other) for k in a)
+    assert differs, "train_batches(1) repeats train_batches(0)"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_eval_batches_cover_split_once(path):
+    """eval_batches ends, repeats itself exactly, and holds every evaluation example once."""
+    cfg = OmegaConf.load(path)
+    task = _task(path)
+    batches = _take(task.eval_batches(), 100_000)
+    assert 0 < len(batches) < 100_000, "eval_batches did not end"
+    _assert_batches_equal(batches, list(task.eval_batches()))
+    sizes = [len(next(iter(b.values()))) for b in batches]
+    assert all(size == sizes[0] for size in sizes[:-1])
+    assert sizes[-1] <= sizes[0]
+    target = cfg._target_
+    if target == "tasks.image_mlp.fashion_mnist_mlp":
+        images, labels = fashion_mnist.load("test", cfg.image_size, cfg.data_dir)
+        stacked = np.concatenate([b["image"] for b in batches])
+        np.testing.assert_array_equal(stacked, images.reshape(len(images), -1))
+        np.testing.assert_array_equal(np.concatenate([b["label"] for b in batches]), labels)
+    elif target in EVAL_SIZES:
+        assert sum(sizes) == EVAL_SIZES[target](cfg)
+
+
+# Evaluation split sizes of the synthetic tasks, from their configs.
+EVAL_SIZES = {
+    "tasks.synthetic.synthetic_mlp": lambda cfg: cfg.num_eval,
+    "tasks.synthetic.wide_linear": lambda cfg: 4 * cfg.batch_size,  # all of its data
+}
