@@ -46,6 +46,8 @@ class RunSettings:
       timing_block: steps per timed call under ``scan``.
       timing_steps: timed steps of each of step, gradient and update (per protocol call count
         is ``timing_steps // timing_block`` under ``scan``).
+      timing_budget_s: stop timing after about this many seconds (at least 10 calls of each
+        function are always timed); 0 for no limit.
       warmup_steps: untimed calls before timing.
       divergence_factor: a training loss above this multiple of the first step's loss (or a
         non-finite one) marks the run diverged.
@@ -55,8 +57,9 @@ class RunSettings:
     eval_every: int = 200
     chunk_steps: int = 100
     timing_protocol: str = "scan"
-    timing_block: int = 50
-    timing_steps: int = 1000
+    timing_block: int = 20
+    timing_steps: int = 2000
+    timing_budget_s: float = 5.0
     warmup_steps: int = 3
     divergence_factor: float = 10.0
 
@@ -69,9 +72,12 @@ class RunSettings:
             least = 0 if name in ("steps", "warmup_steps") else 1
             if value < least:
                 raise ValueError(f"run.{name}={value}: must be at least {least}")
-        if isinstance(self.divergence_factor, bool) or not isinstance(
-                self.divergence_factor, (int, float)):
-            raise ValueError(f"run.divergence_factor={self.divergence_factor!r}: expected a number")
+        for name in ("divergence_factor", "timing_budget_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"run.{name}={value!r}: expected a number")
+        if self.timing_budget_s < 0:
+            raise ValueError(f"run.timing_budget_s={self.timing_budget_s}: must be >= 0")
         if self.timing_protocol not in ("scan", "per_call"):
             raise ValueError(
                 f"run.timing_protocol={self.timing_protocol!r}: expected 'scan' or 'per_call'")
@@ -159,10 +165,16 @@ def _timed_functions(fns, protocol: str, block: int):
         # and no extra arithmetic is added to what is timed.
         return carry[0], grad_fn(carry[0], batch)
 
+    def grad_block(carry, batches):
+        # The parameters stay fixed: only the gradient is carried through the loop.
+        params, last = carry
+        step = lambda last, batch: (grad_fn(params, batch), None)  # noqa: E731
+        return params, jax.lax.scan(step, last, batches)[0]
+
     if protocol == "per_call":
         return step_one, grad_one, update_one
     if protocol == "scan":
-        return (_scanned(step_one, block, stacked=True), _scanned(grad_one, block, stacked=True),
+        return (_scanned(step_one, block, stacked=True), grad_block,
                 _scanned(update_one, block, stacked=False))
     raise ValueError(f"run.timing_protocol={protocol!r}: expected 'scan' or 'per_call'")
 
@@ -213,27 +225,27 @@ def measure_costs(task: Task, tx: optax.GradientTransformationExtraArgs, setting
     zeros = jax.tree.map(jnp.zeros_like, (loss, grads))
     # Each function gets its own copy of the inputs: steps and updates donate theirs call to call.
     copy = functools.partial(jax.tree.map, jnp.copy)
-    timed = {  # name: (function, carry, inputs, donate the carry)
-        "step_time": (step_t, (params, opt_state), xs_batch, True),
-        "update_time": (update_t, copy((params, opt_state)), xs_update, True),
-        "grad_time": (grad_t, (copy(params), zeros), xs_batch, False),
-        "sgd_step_time": (sgd_step_t, (copy(params), reference.init(params)), xs_batch, True),
+    # Every carry is donated, so outputs reuse the input buffers as in a real training loop.
+    timed = {  # name: (function, carry, inputs)
+        "step_time": (step_t, (params, opt_state), xs_batch),
+        "update_time": (update_t, copy((params, opt_state)), xs_update),
+        "grad_time": (grad_t, (copy(params), zeros), xs_batch),
+        "sgd_step_time": (sgd_step_t, (copy(params), reference.init(params)), xs_batch),
     }
-    carries = {name: carry for name, (_, carry, _, _) in timed.items()}
+    carries = {name: carry for name, (_, carry, _) in timed.items()}
     calls = {}
-    for name, (fn, carry, xs, donate) in timed.items():
-        jitted = jax.jit(fn, donate_argnums=0) if donate else jax.jit(fn)
-        compiled = jitted.lower(carry, xs).compile()
+    for name, (fn, carry, xs) in timed.items():
+        compiled = jax.jit(fn, donate_argnums=0).lower(carry, xs).compile()
 
-        def call(name=name, compiled=compiled, xs=xs, donate=donate):
-            result = compiled(carries[name], xs)
-            if donate:
-                carries[name] = result
-            return result
+        def call(name=name, compiled=compiled, xs=xs):
+            carries[name] = compiled(carries[name], xs)
+            return carries[name]
 
         calls[name] = call
     repeats = max(1, settings.timing_steps // block)
-    for name, values in time_interleaved(calls, repeats, settings.warmup_steps).items():
+    samples = time_interleaved(calls, repeats, settings.warmup_steps,
+                               budget_s=settings.timing_budget_s)
+    for name, values in samples.items():
         out.update(summarize(values / block, name))
     out["timing_protocol"] = protocol
     out["timing_block"] = block

@@ -19,25 +19,31 @@ def time_calls(call: Callable[[], Any], repeats: int, warmup: int) -> np.ndarray
 
 
 def time_interleaved(
-    calls: Mapping[str, Callable[[], Any]], repeats: int, warmup: int
+    calls: Mapping[str, Callable[[], Any]], repeats: int, warmup: int,
+    budget_s: float | None = None, min_repeats: int = 10,
 ) -> dict[str, np.ndarray]:
     """Seconds per call of each callable, timed in round-robin order.
 
     Interleaving makes the samples of different functions share the machine's drifts (clock
     boost, other load), so their ratios are fairer than back-to-back blocks would give.
+    With ``budget_s``, rounds stop once that many seconds have been spent timing and at least
+    ``min_repeats`` rounds are done, so that big tasks do not take minutes to time.
     """
     if repeats < 1:
         raise ValueError(f"repeats={repeats}: must be at least 1")
     for _ in range(warmup):
         for call in calls.values():
             jax.block_until_ready(call())
-    samples = {name: np.empty(repeats) for name in calls}
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    began = time.perf_counter()
     for i in range(repeats):
         for name, call in calls.items():
             start = time.perf_counter()
             jax.block_until_ready(call())
-            samples[name][i] = time.perf_counter() - start
-    return samples
+            samples[name].append(time.perf_counter() - start)
+        if budget_s and i + 1 >= min_repeats and time.perf_counter() - began > budget_s:
+            break
+    return {name: np.array(values) for name, values in samples.items()}
 
 
 def summarize(samples: np.ndarray, prefix: str) -> dict[str, float]:
