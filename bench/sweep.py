@@ -245,7 +245,8 @@ def run_sweep(cfg: DictConfig, cli_overrides: list[str]) -> int:
 
     isolate = should_isolate(cfg.sweep.isolate)
     if todo:
-        print("each run in a fresh process (sweep.isolate)" if isolate else
+        print("each run in a fresh process (sweep.isolate=false shares one: faster, but memory "
+              "peaks are then not per run)" if isolate else
               "runs share this process: memory peaks are not per run (sweep.isolate=true)")
     progress = Progress(len(todo))
     for planned in todo:

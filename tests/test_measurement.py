@@ -57,7 +57,10 @@ def test_scan_and_per_call_protocols_agree_where_dispatch_does_not_dominate():
     Compared at the 10th percentile: other load on a shared machine only ever adds time, so
     the fast end of each distribution is the steadier estimate of the step's own cost.
     """
-    task = synthetic_mlp(inputs=512, hidden_sizes=(1024,), classes=10, batch_size=512)
+    # Sized so that a step takes milliseconds on the device at hand.
+    width, batch = (512, 512) if jax.default_backend() == "cpu" else (4096, 8192)
+    task = synthetic_mlp(inputs=width, hidden_sizes=(2 * width,), classes=10, batch_size=batch,
+                         num_train=2 * batch, num_eval=64)
     tx = optax.with_extra_args_support(optax.adam(1e-3))
     scan = measure_costs(task, tx, RunSettings(timing_protocol="scan", timing_block=5,
                                                timing_steps=60, warmup_steps=2))
