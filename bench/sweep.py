@@ -50,6 +50,10 @@ def config_columns(planned: PlannedRun, sweep_name: str) -> dict[str, Any]:
     identity = planned.identity
     task_cfg = {k: v for k, v in identity["task"].items() if k not in ("_target_", "name")}
     analytic = update_cost(planned.optimizer_config)
+    optimizer = identity["optimizer"]
+    # Learned optimizers: whether their meta-parameters were trained (a checkpoint) or freshly
+    # initialised, which is fine for cost measurements and meaningless for performance.
+    meta_trained = optimizer.get("checkpoint") is not None if "checkpoint" in optimizer else None
     return {
         "run_id": planned.run_id,
         "sweep": sweep_name,
@@ -59,7 +63,8 @@ def config_columns(planned: PlannedRun, sweep_name: str) -> dict[str, Any]:
         "optimizer_config": planned.optimizer_config or None,
         "update_flops_per_param_analytic": None if analytic is None else analytic.flops,
         "update_bytes_per_param_analytic": None if analytic is None else analytic.bytes,
-        **_flat_columns("opt_", identity["optimizer"]),
+        "meta_trained": meta_trained,
+        **_flat_columns("opt_", optimizer),
         **_flat_columns("task_", task_cfg),
         **_flat_columns("run_", identity["run"]),
     }

@@ -1,0 +1,88 @@
+"""Meta-parameter checkpoints: one small ``.npz`` file holding the arrays of ``theta`` and a
+JSON header with the format version, the architecture's name and its config, so that a file
+cannot be loaded into another architecture (or another configuration of it) silently."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+FORMAT_VERSION = 1
+_HEADER = "__header__"
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint that does not belong to the architecture or config it is loaded into."""
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    raw = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    return json.loads(json.dumps(raw))  # tuples -> lists, as the header stores them
+
+
+def save(path: str | os.PathLike, architecture: str, config: Any, theta: Any,
+         extra: dict[str, Any] | None = None) -> Path:
+    """Write ``theta`` with its architecture and config; atomic (temporary file + rename)."""
+    path = Path(path)
+    leaves, treedef = jax.tree.flatten(theta)
+    header = {
+        "format_version": FORMAT_VERSION,
+        "architecture": architecture,
+        "config": _config_dict(config),
+        "treedef": str(treedef),
+        "num_leaves": len(leaves),
+        **(extra or {}),
+    }
+    arrays = {f"leaf_{i:04d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
+    arrays[_HEADER] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    with np.load(path) as data:
+        return json.loads(bytes(data[_HEADER]).decode())
+
+
+def load(path: str | os.PathLike, architecture: str, config: Any, like: Any) -> Any:
+    """Read ``theta`` saved by ``save``; ``like`` is a theta of the expected structure (e.g.
+    from ``init_meta``). Raises ``CheckpointMismatchError`` on any disagreement."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    header = read_header(path)
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointMismatchError(
+            f"{path}: format version {header.get('format_version')}, expected {FORMAT_VERSION}")
+    if header.get("architecture") != architecture:
+        raise CheckpointMismatchError(
+            f"{path} holds a {header.get('architecture')!r} optimizer, not {architecture!r}")
+    expected = _config_dict(config)
+    if header.get("config") != expected:
+        diff = {k: (header["config"].get(k), v) for k, v in expected.items()
+                if header["config"].get(k) != v}
+        raise CheckpointMismatchError(
+            f"{path}: saved with another {architecture} config; (saved, requested): {diff}")
+    like_leaves, treedef = jax.tree.flatten(like)
+    with np.load(path) as data:
+        leaves = [data[f"leaf_{i:04d}"] for i in range(header["num_leaves"])]
+    if len(leaves) != len(like_leaves) or any(
+            a.shape != np.shape(b) for a, b in zip(leaves, like_leaves)):
+        raise CheckpointMismatchError(f"{path}: array shapes differ from {architecture}'s")
+    return jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in leaves])

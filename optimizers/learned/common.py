@@ -1,0 +1,62 @@
+"""Building blocks shared by the learned optimizers (constants from Metz et al. 2022 and the
+reference code base google/learned_optimization, as summarised in the project's notes)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+# Time features: tanh(t / tau - 1) for these timescales (11 features).
+TIME_SCALES = (1, 3, 10, 30, 100, 300, 1e3, 3e3, 1e4, 3e4, 1e5)
+# Second-moment feature normalisation: x / sqrt(NORM_EPS + mean(x^2)) per tensor and feature.
+NORM_EPS = 1e-5
+
+
+def time_features(step: jax.Array) -> jax.Array:
+    """[11] features of the number of updates done before this one."""
+    t = jnp.asarray(step, jnp.float32)
+    return jnp.tanh(t / jnp.asarray(TIME_SCALES, jnp.float32) - 1.0)
+
+
+def decay_to_param(decay: float) -> float:
+    """Decays are learned in the space log(1 - decay) / 10, where steps are better scaled."""
+    return math.log1p(-float(decay)) / 10.0
+
+
+def learned_decays(base: Sequence[float], offsets: jax.Array, clip: bool) -> jax.Array:
+    """Decays ``1 - exp(10 * (param(base) + offset))``; second moments clip theirs to [0, 1]."""
+    if len(base) == 0:
+        return jnp.zeros((0,), jnp.float32)
+    params = jnp.asarray([decay_to_param(d) for d in base], jnp.float32) + offsets
+    decays = 1.0 - jnp.exp(10.0 * params)
+    return jnp.clip(decays, 0.0, 1.0) if clip else decays
+
+
+def safe_rsqrt(x: jax.Array) -> jax.Array:
+    return jax.lax.rsqrt(jnp.maximum(x, 1e-9))
+
+
+def init_mlp(key: jax.Array, sizes: Sequence[int]) -> list[dict[str, jax.Array]]:
+    """Dense layers with truncated-normal weights of std 1/sqrt(fan_in) and zero biases (the
+    reference code base's initialisation of its per-parameter networks)."""
+    layers = []
+    for key_i, fan_in, fan_out in zip(jax.random.split(key, len(sizes) - 1), sizes[:-1],
+                                      sizes[1:]):
+        w = jax.random.truncated_normal(key_i, -2.0, 2.0, (fan_in, fan_out)) / jnp.sqrt(fan_in)
+        layers.append({"w": w.astype(jnp.float32), "b": jnp.zeros((fan_out,), jnp.float32)})
+    return layers
+
+
+def count_params(tree) -> int:
+    return int(sum(x.size for x in jax.tree.leaves(tree)))
+
+
+def require_loss(name: str, value) -> jax.Array:
+    """The loss passed through optax's extra args, or a clear error naming what to do."""
+    if value is None:
+        raise ValueError(
+            f"{name} needs the training loss: call update(grads, state, params, value=loss)")
+    return jnp.asarray(value, jnp.float32)

@@ -1,0 +1,304 @@
+"""small_fc_lopt: the small per-parameter learned optimizer of Metz et al. 2022 (the reference
+code base's AdafacMLPLOpt), with its design features as config.
+
+Per parameter: accumulators (momenta, an RMS, Adafactor-style factored second moments) are
+updated with the gradient, turned into 28 features (at defaults), each normalised by its
+second moment over the tensor, joined by 11 time features, and fed to a 39 -> 4 -> 4 -> 2 ReLU
+network whose outputs, a direction d and a magnitude m, give the step
+``d * exp(m * exp_mult) * step_mult``. The decays are meta-learned through offsets.
+
+Two execution paths compute the same update:
+  - ``stacked``: the features are stacked into a [..., F] array and the network is a chain of
+    matrix products (simple; materialises F floats per parameter).
+  - ``unrolled``: the normalisation is folded into the first layer's weights and the network is
+    written as sums of scalar * tensor terms, which XLA fuses into elementwise loops that
+    never hold the feature stack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optimizers.learned.common import (
+    NORM_EPS,
+    init_mlp,
+    learned_decays,
+    safe_rsqrt,
+    time_features,
+)
+
+NAME = "small_fc_lopt"
+PATHS = ("stacked", "unrolled")
+# The faster path per backend, from `make bench ARGS='--lopt-paths'` (see README).
+DEFAULT_PATH = {"cpu": "unrolled", "gpu": "unrolled"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The design space. Defaults are the paper's small_fc_lopt.
+
+    Decay lists may be empty (that accumulator and its features are dropped); the feature
+    flags switch groups off; state is kept only for accumulators some feature uses.
+    """
+
+    momentum_decays: tuple[float, ...] = (0.9, 0.99, 0.999)
+    rms_decays: tuple[float, ...] = (0.999,)
+    adafactor_decays: tuple[float, ...] = (0.9, 0.99, 0.999)
+    hidden_size: int = 4
+    hidden_layers: int = 2
+    use_param: bool = True
+    use_momenta: bool = True
+    use_rms: bool = True            # rms and rsqrt(rms) features
+    use_rms_momenta: bool = True    # momenta * rsqrt(rms)
+    use_factored: bool = True       # factored preconditioned gradient, row/col stats, rsqrts
+    use_factored_momenta: bool = True  # momenta times the factored preconditioner
+    use_time: bool = True
+    exp_mult: float = 0.001
+    step_mult: float = 0.001
+    path: str = "auto"              # stacked, unrolled, or auto (the faster on this backend)
+
+    def __post_init__(self) -> None:
+        if self.path not in (*PATHS, "auto"):
+            raise ValueError(f"optimizer.path={self.path!r}: expected one of {PATHS} or 'auto'")
+        if self.hidden_size < 1 or self.hidden_layers < 0:
+            raise ValueError(f"optimizer.hidden_size={self.hidden_size}, hidden_layers="
+                             f"{self.hidden_layers}: need hidden_size >= 1, hidden_layers >= 0")
+        if num_features(self) == 0:
+            raise ValueError("small_fc_lopt config leaves no input features")
+
+
+def _pairs(a: int, b: int) -> list[tuple[int, int]]:
+    """Index pairs for product features: matched one to one when the counts agree (the
+    reference's layout), all combinations otherwise."""
+    if a == b:
+        return list(zip(range(a), range(b)))
+    return list(itertools.product(range(a), range(b)))
+
+
+def _needs(config: Config) -> tuple[bool, bool, bool]:
+    """Which accumulators some feature reads: (momenta, rms, factored)."""
+    n_m, n_r, n_f = (len(config.momentum_decays), len(config.rms_decays),
+                     len(config.adafactor_decays))
+    momenta = n_m > 0 and (config.use_momenta or (config.use_rms_momenta and n_r > 0)
+                           or (config.use_factored_momenta and n_f > 0))
+    rms = n_r > 0 and (config.use_rms or (config.use_rms_momenta and n_m > 0))
+    factored = n_f > 0 and (config.use_factored or (config.use_factored_momenta and n_m > 0))
+    return momenta, rms, factored
+
+
+def num_features(config: Config) -> int:
+    """Per-parameter accumulator features (time features excluded)."""
+    n_m, n_r, n_f = (len(config.momentum_decays), len(config.rms_decays),
+                     len(config.adafactor_decays))
+    return (1 + config.use_param + n_m * config.use_momenta + 2 * n_r * config.use_rms
+            + len(_pairs(n_m, n_r)) * config.use_rms_momenta * (n_m > 0 and n_r > 0)
+            + 5 * n_f * config.use_factored
+            + len(_pairs(n_m, n_f)) * config.use_factored_momenta * (n_m > 0 and n_f > 0))
+
+
+def init_meta(key: jax.Array, config: Config = Config()) -> dict[str, Any]:
+    """Network weights (truncated normal, std 1/sqrt(fan_in)) and zero decay offsets."""
+    inputs = num_features(config) + (len(time_features(0)) if config.use_time else 0)
+    sizes = [inputs, *[config.hidden_size] * config.hidden_layers, 2]
+    return {
+        "network": init_mlp(key, sizes),
+        "momentum_offsets": jnp.zeros((len(config.momentum_decays),), jnp.float32),
+        "rms_offsets": jnp.zeros((len(config.rms_decays),), jnp.float32),
+        "adafactor_offsets": jnp.zeros((len(config.adafactor_decays),), jnp.float32),
+    }
+
+
+class SmallFcState(NamedTuple):
+    """Accumulators per parameter leaf (leading axis: one slice per decay); empty tuples for
+    the accumulators no feature uses."""
+
+    count: jax.Array
+    momenta: tuple[jax.Array, ...]
+    rms: tuple[jax.Array, ...]
+    factored: tuple[tuple[jax.Array, ...], ...]  # (row, col) for matrices, (v,) otherwise
+
+
+def factored_dims(shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """(d0, d1): the largest and second-largest axes (a stable sort, so for equal sizes d0 is
+    the later axis), or None for tensors of rank < 2, which are not factored."""
+    if len(shape) < 2:
+        return None
+    order = np.argsort(shape, kind="stable")
+    return int(order[-1]), int(order[-2])
+
+
+def _init_factored(p: jax.Array, n: int) -> tuple[jax.Array, ...]:
+    dims = factored_dims(p.shape)
+    if dims is None:
+        return (jnp.zeros((n, *p.shape), p.dtype),)
+    d0, d1 = dims
+    row = [s for i, s in enumerate(p.shape) if i != d0]
+    col = [s for i, s in enumerate(p.shape) if i != d1]
+    return jnp.zeros((n, *row), p.dtype), jnp.zeros((n, *col), p.dtype)
+
+
+def _features(g, p, momenta, rms, factored, config: Config) -> list[jax.Array]:
+    """The per-parameter features of one tensor, in the reference's order; each is
+    broadcastable to ``p.shape`` (factored statistics stay in their reduced shape)."""
+    feats = [g]
+    if config.use_param:
+        feats.append(p)
+    m = [momenta[i] for i in range(momenta.shape[0])] if momenta is not None else []
+    r = [rms[j] for j in range(rms.shape[0])] if rms is not None else []
+    if config.use_momenta:
+        feats += m
+    if config.use_rms:
+        feats += r
+    rsqrt_rms = [jax.lax.rsqrt(x + 1e-6) for x in r]
+    if config.use_rms_momenta and m and r:
+        feats += [m[i] * rsqrt_rms[j] for i, j in _pairs(len(m), len(r))]
+    if config.use_rms:
+        feats += rsqrt_rms
+    if factored is None:
+        return feats
+    dims = factored_dims(p.shape)
+    n_f = factored[0].shape[0]
+    fac_g, rows, cols, rsqrt_rows, rsqrt_cols, precond = [], [], [], [], [], []
+    for k in range(n_f):
+        if dims is None:
+            v = factored[0][k]
+            fac_g.append(g * safe_rsqrt(v + 1e-9))
+            rows.append(v)
+            cols.append(v)
+            rsqrt_rows.append(jax.lax.rsqrt(v + 1e-8))
+            rsqrt_cols.append(jax.lax.rsqrt(v + 1e-8))
+            precond.append((v + 1e-6) ** -0.5)
+        else:
+            d0, d1 = dims
+            row, col = factored[0][k], factored[1][k]
+            d1_in_row = d1 if d1 < d0 else d1 - 1
+            row_factor = safe_rsqrt(row / (jnp.mean(row, axis=d1_in_row, keepdims=True) + 1e-9))
+            factor = jnp.expand_dims(row_factor, d0) * jnp.expand_dims(safe_rsqrt(col), d1)
+            fac_g.append(g * factor)
+            rows.append(jnp.expand_dims(row, d0))
+            cols.append(jnp.expand_dims(col, d1))
+            rsqrt_rows.append(jnp.expand_dims(jax.lax.rsqrt(row + 1e-8), d0))
+            rsqrt_cols.append(jnp.expand_dims(jax.lax.rsqrt(col + 1e-8), d1))
+            precond.append(factor)
+    if config.use_factored:
+        feats += fac_g + rows + cols + rsqrt_rows + rsqrt_cols
+    if config.use_factored_momenta and m:
+        feats += [m[i] * precond[k] for i, k in _pairs(len(m), n_f)]
+    return feats
+
+
+def _norm_scales(feats: list[jax.Array]) -> jax.Array:
+    """1 / sqrt(eps + mean(x^2)) per feature. A broadcast statistic has the mean of its
+    reduced form, so those means are taken before broadcasting (cheaper, same value)."""
+    return jnp.stack([jax.lax.rsqrt(NORM_EPS + jnp.mean(jnp.square(f))) for f in feats])
+
+
+def _network_stacked(network, feats, extra, shape):
+    """Stack features into [..., F], normalise, and run the MLP as matrix products."""
+    stacked = jnp.stack([jnp.broadcast_to(f, shape) for f in feats], axis=-1)
+    stacked = stacked * jax.lax.rsqrt(
+        NORM_EPS + jnp.mean(jnp.square(stacked), axis=tuple(range(len(shape)))))
+    if extra is not None:
+        stacked = jnp.concatenate([stacked, jnp.broadcast_to(extra, (*shape, extra.shape[0]))],
+                                  axis=-1)
+    x = stacked
+    for layer in network[:-1]:
+        x = jax.nn.relu(x @ layer["w"] + layer["b"])
+    out = x @ network[-1]["w"] + network[-1]["b"]
+    return out[..., 0], out[..., 1]
+
+
+def _network_unrolled(network, feats, extra, shape):
+    """The same network as sums of scalar * tensor terms: the normalisation scales and the
+    time features fold into the first layer's weights and bias, leaving elementwise work."""
+    first = network[0]
+    n = len(feats)
+    w_feats = first["w"][:n] * _norm_scales(feats)[:, None]
+    bias = first["b"] if extra is None else first["b"] + extra @ first["w"][n:]
+    hidden = [jnp.broadcast_to(bias[j], shape) + sum(w_feats[k, j] * feats[k] for k in range(n))
+              for j in range(first["w"].shape[1])]
+    if len(network) == 1:
+        return hidden[0], hidden[1]
+    hidden = [jax.nn.relu(h) for h in hidden]
+    for index, layer in enumerate(network[1:], start=1):
+        outs = [layer["b"][j] + sum(layer["w"][i, j] * h for i, h in enumerate(hidden))
+                for j in range(layer["w"].shape[1])]
+        hidden = outs if index == len(network) - 1 else [jax.nn.relu(h) for h in outs]
+    return hidden[0], hidden[1]
+
+
+def resolve_path(path: str) -> str:
+    """``auto`` becomes the measured faster path for the current backend."""
+    if path != "auto":
+        return path
+    return DEFAULT_PATH.get(jax.default_backend(), "unrolled")
+
+
+def to_optax(theta: dict[str, Any], config: Config = Config()
+             ) -> optax.GradientTransformationExtraArgs:
+    """The learned optimizer with meta-parameters ``theta`` as an optax transformation."""
+    need_m, need_r, need_f = _needs(config)
+    n_m, n_r, n_f = (len(config.momentum_decays), len(config.rms_decays),
+                     len(config.adafactor_decays))
+    stacked = resolve_path(config.path) == "stacked"
+    network_fn = _network_stacked if stacked else _network_unrolled
+
+    def init(params) -> SmallFcState:
+        leaves = jax.tree.leaves(params)
+        return SmallFcState(
+            count=jnp.zeros((), jnp.int32),
+            momenta=tuple(jnp.zeros((n_m, *p.shape), p.dtype) for p in leaves) if need_m else (),
+            rms=tuple(jnp.zeros((n_r, *p.shape), p.dtype) for p in leaves) if need_r else (),
+            factored=tuple(_init_factored(p, n_f) for p in leaves) if need_f else (),
+        )
+
+    def update(grads, state: SmallFcState, params=None, **extra_args):
+        del extra_args  # small_fc_lopt does not use the loss
+        if params is None:
+            raise ValueError(f"{NAME} needs the parameters: call update(grads, state, params)")
+        b_m = learned_decays(config.momentum_decays, theta["momentum_offsets"], clip=False)
+        b_r = learned_decays(config.rms_decays, theta["rms_offsets"], clip=True)
+        b_f = learned_decays(config.adafactor_decays, theta["adafactor_offsets"], clip=True)
+        time = time_features(state.count) if config.use_time else None
+        g_leaves, treedef = jax.tree.flatten(grads)
+        p_leaves = treedef.flatten_up_to(params)
+        new_m, new_r, new_f, updates = [], [], [], []
+        for i, (g, p) in enumerate(zip(g_leaves, p_leaves)):
+            def ema(acc, decays, x):
+                shape = (-1,) + (1,) * x.ndim
+                return decays.reshape(shape) * acc + (1 - decays.reshape(shape)) * x[None]
+
+            m = ema(state.momenta[i], b_m, g) if need_m else None
+            r = ema(state.rms[i], b_r, jnp.square(g)) if need_r else None
+            f = None
+            if need_f:
+                g2 = jnp.square(g) + 1e-30
+                dims = factored_dims(g.shape)
+                if dims is None:
+                    f = (ema(state.factored[i][0], b_f, g2),)
+                else:
+                    f = (ema(state.factored[i][0], b_f, jnp.mean(g2, axis=dims[0])),
+                         ema(state.factored[i][1], b_f, jnp.mean(g2, axis=dims[1])))
+            feats = _features(g, p, m, r, f, config)
+            direction, magnitude = network_fn(theta["network"], feats, time, g.shape)
+            step = direction * jnp.exp(magnitude * config.exp_mult) * config.step_mult
+            updates.append((-step).astype(p.dtype))
+            new_m.append(m)
+            new_r.append(r)
+            new_f.append(f)
+        new_state = SmallFcState(
+            count=optax.safe_int32_increment(state.count),
+            momenta=tuple(new_m) if need_m else (),
+            rms=tuple(new_r) if need_r else (),
+            factored=tuple(new_f) if need_f else (),
+        )
+        return jax.tree.unflatten(treedef, updates), new_state
+
+    return optax.GradientTransformationExtraArgs(init, update)

@@ -1,0 +1,185 @@
+"""small_fc_lopt: the paper's learned optimizer, its design space, paths and checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from omegaconf import OmegaConf
+
+from bench.memory import state_summary
+from optimizers.learned import checkpoint, learned_optimizer, make_config
+from optimizers.learned import small_fc_lopt as S
+from optimizers.learned.common import count_params
+from tests.conftest import CONF_DIR
+
+# The standard task's MLP: 8x8 inputs, 32 hidden units, 10 classes.
+MLP = {"l0": {"w": (64, 32), "b": (32,)}, "l1": {"w": (32, 10), "b": (10,)}}
+# Design-space variants (each compiles both paths, so the list is kept short).
+VARIANTS = {
+    "default": {},
+    "hidden1_layers1": {"hidden_size": 1, "hidden_layers": 1},
+    "hidden8": {"hidden_size": 8},
+    "lean": {"adafactor_decays": (), "use_time": False, "use_param": False,
+             "momentum_decays": (0.9,)},
+}
+SMALL = {"w": (12, 8), "square": (6, 6), "cube": (5, 4, 3), "b": (8,)}
+
+
+def _params(key, shapes=MLP):
+    leaves, treedef = jax.tree.flatten(shapes, is_leaf=lambda x: isinstance(x, tuple))
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(treedef, [jax.random.normal(k, s) for k, s in zip(keys, leaves)])
+
+
+def _tx(path="unrolled", seed=0, **settings):
+    config = S.Config(path=path, **settings)
+    return S.to_optax(S.init_meta(jax.random.key(seed), config), config)
+
+
+def test_meta_parameter_count_at_defaults():
+    """39 -> 4 -> 4 -> 2 network (190 weights) + 7 decay offsets = 197."""
+    config = S.Config()
+    assert S.num_features(config) == 28
+    assert count_params(S.init_meta(jax.random.key(0), config)) == 197
+
+
+def test_state_floats_per_parameter_on_the_standard_mlp():
+    """4 floats per matrix entry plus factored rows/columns, 7 per vector entry."""
+    shapes = jax.eval_shape(lambda: _params(jax.random.key(0)))
+    summary = state_summary(_tx().init, shapes)
+    assert 4.0 <= summary["opt_state_floats_per_param"] <= 4.6
+    assert summary["opt_state_floats_per_param_vector"] == 7.0
+    matrix_entries = 64 * 32 + 32 * 10
+    factored = 3 * (64 + 32 + 32 + 10)  # three decays of a row and a column per matrix
+    assert summary["opt_state_floats_per_param_matrix"] == pytest.approx(
+        (4 * matrix_entries + factored) / matrix_entries)
+
+
+def test_state_follows_the_features():
+    """Without factored features no factored accumulators are kept, and so on."""
+    params = _params(jax.random.key(0))
+    full = _tx().init(params)
+    lean = _tx(adafactor_decays=(), use_rms=False, use_rms_momenta=False).init(params)
+    assert full.factored and full.rms
+    assert lean.factored == () and lean.rms == ()
+    assert len(lean.momenta) == len(jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_paths_compute_the_same_update(variant):
+    """Stacked and unrolled paths agree to 1e-5 (relative, float32) over several steps on
+    random parameters and gradients, matrices of equal and unequal sizes and vectors."""
+    shapes = SMALL
+    params = _params(jax.random.key(1), shapes)
+    txs = {p: _tx(p, **VARIANTS[variant]) for p in S.PATHS}
+    states = {p: tx.init(params) for p, tx in txs.items()}
+    updates = {p: jax.jit(tx.update) for p, tx in txs.items()}
+    for step in range(3):
+        grads = _params(jax.random.key(100 + step), shapes)
+        out = {}
+        for p in S.PATHS:
+            out[p], states[p] = updates[p](grads, states[p], params)
+        for a, b in zip(jax.tree.leaves(out["stacked"]), jax.tree.leaves(out["unrolled"])):
+            scale = float(jnp.max(jnp.abs(b)))
+            assert scale > 0
+            assert float(jnp.max(jnp.abs(a - b))) <= 1e-5 * scale
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_shared_optimizer_contract(variant):
+    """Stable state shapes and dtypes, one trace for several steps, finite non-zero updates."""
+    tx = _tx(**VARIANTS[variant])
+    params = _params(jax.random.key(2), SMALL)
+    state = tx.init(params)
+    traces = []
+
+    @jax.jit
+    def step(params, state, grads):
+        traces.append(1)
+        updates, state = tx.update(grads, state, params, value=jnp.float32(1.0))
+        return optax.apply_updates(params, updates), state, updates
+
+    before = jax.tree.map(lambda x: (x.shape, x.dtype), state)
+    for i in range(3):
+        params, state, updates = step(params, state, _params(jax.random.key(10 + i), SMALL))
+    assert len(traces) == 1
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), state) == before
+    assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
+    assert any(float(jnp.max(jnp.abs(u))) > 0 for u in jax.tree.leaves(updates))
+    assert int(state.count) == 3
+
+
+def test_vmap_over_seeds():
+    """Several seeds' parameters, gradients and states in one vmapped update."""
+    tx = _tx()
+    shapes = {"w": (6, 4), "b": (4,)}
+    params = jax.vmap(lambda k: _params(k, shapes))(jax.random.split(jax.random.key(3), 3))
+    grads = jax.vmap(lambda k: _params(k, shapes))(jax.random.split(jax.random.key(4), 3))
+    states = jax.vmap(tx.init)(params)
+    updates, states = jax.vmap(tx.update)(grads, states, params)
+    assert jax.tree.leaves(updates)[0].shape[0] == 3
+    assert states.count.shape == (3,)
+
+
+def test_missing_params_is_a_clear_error():
+    tx = _tx()
+    params = _params(jax.random.key(0))
+    with pytest.raises(ValueError, match="small_fc_lopt needs the parameters"):
+        tx.update(params, tx.init(params))
+
+
+def test_checkpoint_round_trips_bit_for_bit(tmp_path):
+    config = S.Config(hidden_size=8)
+    theta = S.init_meta(jax.random.key(5), config)
+    theta = jax.tree.map(lambda x: x + 0.1234567, theta)
+    path = checkpoint.save(tmp_path / "t.npz", S.NAME, config, theta)
+    loaded = checkpoint.load(path, S.NAME, config, like=S.init_meta(jax.random.key(0), config))
+    for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(loaded)):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+        assert a.dtype == b.dtype
+
+
+def test_checkpoint_of_another_architecture_or_config_is_refused(tmp_path):
+    config = S.Config()
+    path = checkpoint.save(tmp_path / "t.npz", S.NAME, config,
+                           S.init_meta(jax.random.key(0), config))
+    like = S.init_meta(jax.random.key(0), config)
+    with pytest.raises(checkpoint.CheckpointMismatchError, match="not 'mlp_lopt'"):
+        checkpoint.load(path, "mlp_lopt", config, like=like)
+    other = dataclasses.replace(config, hidden_size=8)
+    with pytest.raises(checkpoint.CheckpointMismatchError, match="hidden_size"):
+        checkpoint.load(path, S.NAME, other, like=S.init_meta(jax.random.key(0), other))
+    with pytest.raises(FileNotFoundError):
+        checkpoint.load(tmp_path / "missing.npz", S.NAME, config, like=like)
+
+
+def test_factory_builds_from_the_yaml_and_names_bad_settings(tmp_path):
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "optimizer" / "small_fc_lopt.yaml"))
+    cfg.pop("_target_")
+    tx = learned_optimizer(**cfg)
+    assert isinstance(tx, optax.GradientTransformationExtraArgs)
+    with pytest.raises(ValueError, match="optimizer.hidden_sise"):
+        make_config("small_fc_lopt", hidden_sise=3)
+    with pytest.raises(ValueError, match="optimizer.path='fused'"):
+        make_config("small_fc_lopt", path="fused")
+    # A checkpoint saved by the factory's own config loads back through the factory.
+    config = make_config("small_fc_lopt", **{k: v for k, v in cfg.items()
+                                             if k not in ("architecture", "checkpoint", "seed")})
+    path = checkpoint.save(tmp_path / "c.npz", "small_fc_lopt", config,
+                           S.init_meta(jax.random.key(1), config))
+    assert isinstance(learned_optimizer(**{**cfg, "checkpoint": str(path)}),
+                      optax.GradientTransformationExtraArgs)
+
+
+def test_factored_dims_follow_the_reference_rule():
+    """d0 is the largest axis, d1 the second; for equal sizes d0 is the later axis."""
+    assert S.factored_dims((64, 32)) == (0, 1)
+    assert S.factored_dims((32, 64)) == (1, 0)
+    assert S.factored_dims((16, 16)) == (1, 0)
+    assert S.factored_dims((6, 5, 4)) == (0, 1)
+    assert S.factored_dims((7,)) is None
