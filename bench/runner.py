@@ -202,7 +202,7 @@ def measure_costs(task: Task, tx: optax.GradientTransformationExtraArgs, setting
     batch = jax.device_put(next(batches))
 
     params = task.init(key)
-    opt_state = tx.init(params)
+    opt_state = _fresh_state(tx, params)
     start = time.perf_counter()
     step = jax.jit(step_fn, donate_argnums=(0, 1)).lower(params, opt_state, batch).compile()
     out["compile_time_s"] = time.perf_counter() - start
@@ -254,6 +254,12 @@ def measure_costs(task: Task, tx: optax.GradientTransformationExtraArgs, setting
     return out
 
 
+def _fresh_state(tx: optax.GradientTransformation, params: Any) -> Any:
+    """``tx.init(params)`` with every leaf in a buffer of its own: an init may hand out one
+    array for several leaves (the same zeros twice), and a donated buffer must appear once."""
+    return jax.tree.map(jnp.copy, tx.init(params))
+
+
 def _chunk_bounds(steps: int, chunk: int, eval_every: int) -> list[tuple[int, int]]:
     """Consecutive [start, end) step ranges that end at every evaluation point."""
     stops = sorted(set(range(chunk, steps, chunk)) | set(range(eval_every, steps, eval_every)))
@@ -281,7 +287,7 @@ def run(task: Task, tx: optax.GradientTransformationExtraArgs, settings: RunSett
     compiled_chunks: dict[int, Any] = {}
     eval_loss = jax.jit(task.loss)
     params = task.init(jax.random.key(seed))
-    opt_state = tx.init(params)
+    opt_state = _fresh_state(tx, params)
     batches = task.train_batches(seed)
     train_clock, eval_clock = Stopwatch(), Stopwatch()
     train_losses: list[np.ndarray] = []

@@ -13,6 +13,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -69,17 +70,31 @@ def minimal_update_seconds(tx: optax.GradientTransformation, rows: int, repeats:
     return np.array(samples)
 
 
+def variants(names: list[str]) -> list[tuple[str, Any]]:
+    """(label, config) per optimizer; an optimizer with execution paths (a ``path`` setting)
+    gets one entry per path, ``small_fc_lopt/stacked`` and so on, to compare them."""
+    out = []
+    for name in names:
+        cfg = OmegaConf.load(CONF / f"{name}.yaml")
+        if "path" in cfg and cfg.get("architecture") == "small_fc_lopt":
+            from optimizers.learned.small_fc_lopt import PATHS
+
+            out += [(f"{name}/{path}", OmegaConf.merge(cfg, {"path": path})) for path in PATHS]
+        else:
+            out.append((name, cfg))
+    return out
+
+
 def bench_update_cost(names: list[str], sizes: list[int], repeats: int) -> pd.DataFrame:
     """One row per optimizer and size; all measured in this process, side by side."""
     settings = RunSettings(timing_protocol="per_call", timing_steps=repeats, warmup_steps=3)
     rows = []
     for size in sizes:
         task = wide_linear(rows=max(1, size // COLUMNS - 1), cols=COLUMNS)
-        for name in names:
-            cfg = OmegaConf.load(CONF / f"{name}.yaml")
+        for name, cfg in variants(names):
             tx = build_optimizer(cfg, prefix=f"optimizer[{name}]")
             costs = measure_costs(task, tx, settings, seed=0)
-            analytic = update_cost(name)
+            analytic = update_cost(name.split("/")[0])
             n = costs["num_params"]
             moved = None if analytic is None else analytic.bytes * n
             copy = None if moved is None else float(np.median(copy_seconds(moved, repeats)))
@@ -97,6 +112,7 @@ def bench_update_cost(names: list[str], sizes: list[int], repeats: int) -> pd.Da
                 "update_flops": costs["update_flops"],
                 "update_bytes_accessed": costs["update_bytes_accessed"],
                 "update_temp_bytes": costs["update_temp_bytes"],
+                "update_temp_floats_per_param": costs["update_temp_bytes"] / 4 / n,
                 "opt_state_bytes": costs["opt_state_bytes"],
             }
             if moved is not None:
@@ -107,12 +123,14 @@ def bench_update_cost(names: list[str], sizes: list[int], repeats: int) -> pd.Da
                 row["minimal_loop_median_s"] = minimal
                 row["harness_vs_minimal"] = median / minimal
             rows.append(row)
-            print(f"{name:>10} {n:>10,} params: update {median * 1e3:8.3f} ms"
+            print(f"{name:>22} {n:>11,} params: update {median * 1e3:9.3f} ms"
                   + ("" if moved is None else
                      f", {row['achieved_gbps']:6.1f} GB/s = {row['bandwidth_ratio']:.2f} of copy")
                   + (f", harness/minimal {row['harness_vs_minimal']:.3f}" if name == "adam"
                      else ""), flush=True)
     table = pd.DataFrame(rows)
+    adam = table[table.optimizer == "adam"].set_index("num_params").update_time_median_s
+    table["update_over_adam"] = table.update_time_median_s / table.num_params.map(adam)
     facts = host_facts()
     for key in ("device_kind", "cpu_model", "cpu_count", "jax_version", "git_commit"):
         table[key] = facts[key]
@@ -129,9 +147,10 @@ def update_cost_figure(table: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, group in table.groupby("optimizer"):
         group = group.sort_values("num_params")
-        y = group.update_time_median_s * 1e3
-        err = [y - group.update_time_p10_s * 1e3, group.update_time_p90_s * 1e3 - y]
-        ax.errorbar(group.num_params, y, yerr=err, marker="o", capsize=3, label=name)
+        y = group.update_time_median_s.to_numpy() * 1e3
+        err = [y - group.update_time_p10_s.to_numpy() * 1e3,
+               group.update_time_p90_s.to_numpy() * 1e3 - y]
+        ax.errorbar(group.num_params.to_numpy(), y, yerr=err, marker="o", capsize=3, label=name)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("parameters")

@@ -69,7 +69,7 @@ def build_optimizer(
     check_hyperparameters(cfg, prefix)
     values = _as_dict(cfg)
     try:
-        tx = hydra.utils.instantiate(values)
+        tx = hydra.utils.instantiate(values, _convert_="all")  # lists as lists, not ListConfig
     except Exception as exc:  # Hydra wraps import and call errors; keep its message.
         raise OptimizerConfigError(
             f"{prefix}._target_={values['_target_']!r} could not be built: {exc}"

@@ -71,7 +71,14 @@ def _trained(path: Path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_minimises_quadratic(path):
-    """100 updates from the config's optimizer bring the loss below its initial value."""
+    """100 updates from the config's optimizer bring the loss below its initial value.
+
+    Learned optimizers without a checkpoint have random meta-parameters: they make no descent
+    promise (their other checks still run), so they are skipped here, saying why.
+    """
+    cfg = OmegaConf.load(path)
+    if "architecture" in cfg and cfg.get("checkpoint") is None:
+        pytest.skip(f"{path.stem}: untrained meta-parameters (checkpoint: null) need not descend")
     result = _trained(path)
     losses = result["losses"]
     assert all(jnp.isfinite(jnp.asarray(losses))), f"{path.stem}: non-finite loss"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -43,7 +44,8 @@ def make_config(name: str, **settings: Any) -> Any:
     if unknown:
         raise ValueError(f"optimizer.{unknown[0]}: not a setting of {name}; "
                          f"its settings are {sorted(fields)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+    values = {k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
+              for k, v in settings.items()}
     return module.Config(**values)
 
 

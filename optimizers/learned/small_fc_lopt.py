@@ -36,7 +36,9 @@ from optimizers.learned.common import (
 
 NAME = "small_fc_lopt"
 PATHS = ("stacked", "unrolled")
-# The faster path per backend, from `make bench ARGS='--lopt-paths'` (see README).
+# The faster path per backend, measured with `make bench` (small_fc_lopt/stacked and /unrolled
+# rows): at 10M parameters on a 2-core CPU 2.0-2.4 s stacked vs 0.27-0.33 s unrolled; on an
+# H100, 72 ms vs 5.8 ms at 100M and 1.10 ms vs 0.37 ms at 1M.
 DEFAULT_PATH = {"cpu": "unrolled", "gpu": "unrolled"}
 
 
@@ -210,9 +212,15 @@ def _network_stacked(network, feats, extra, shape):
                                   axis=-1)
     x = stacked
     for layer in network[:-1]:
-        x = jax.nn.relu(x @ layer["w"] + layer["b"])
-    out = x @ network[-1]["w"] + network[-1]["b"]
+        x = jax.nn.relu(_dot(x, layer["w"]) + layer["b"])
+    out = _dot(x, network[-1]["w"]) + network[-1]["b"]
     return out[..., 0], out[..., 1]
+
+
+def _dot(x: jax.Array, w: jax.Array) -> jax.Array:
+    """A float32 matrix product in full float32 (GPUs would otherwise round the inputs to
+    TF32, and the two paths would no longer compute the same update)."""
+    return jnp.matmul(x, w, precision=jax.lax.Precision.HIGHEST)
 
 
 def _network_unrolled(network, feats, extra, shape):
@@ -221,7 +229,7 @@ def _network_unrolled(network, feats, extra, shape):
     first = network[0]
     n = len(feats)
     w_feats = first["w"][:n] * _norm_scales(feats)[:, None]
-    bias = first["b"] if extra is None else first["b"] + extra @ first["w"][n:]
+    bias = first["b"] if extra is None else first["b"] + _dot(extra, first["w"][n:])
     hidden = [jnp.broadcast_to(bias[j], shape) + sum(w_feats[k, j] * feats[k] for k in range(n))
               for j in range(first["w"].shape[1])]
     if len(network) == 1:

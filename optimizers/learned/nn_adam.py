@@ -1,0 +1,199 @@
+"""nn_adam: Adam whose per-tensor hyperparameters are steered by a learned per-tensor LSTM.
+
+Source: the reference code base google/learned_optimization (``NNAdam``, Metz et al.). Facts
+taken from there (no code): an LSTM with hidden size 32 reads 19 features per tensor and a
+linear head (32 -> 4, initialised to zero) emits per-tensor deltas, scaled by
+``output_scale`` = 0.01, that are added to the tensor's learning rate, beta1, beta2 and
+epsilon, each kept in a rescaled space: lr and eps as 0.1 * log(x) (clipped to [1e-8, 1e3]
+and [1e-11, 1e4]), betas as 0.1 * log(1 - b) (b = 1 - exp(clip(10 x, -10, 0))). Initial
+values lr 1e-4, b1 0.9, b2 0.999, eps 1e-8 are meta-parameters. Gradients are clipped to
+[-1000, 1000]; the accumulators m <- b1 m + (1 - b1) g and v <- b2 v + (1 - b2) g^2 use the
+tensor's current betas (no bias correction), and the step is
+lr * (1 + eps) / (eps + sqrt(v + 1e-10)) * m, which turns into SGD with momentum as eps grows
+without the learning rate having to grow with it. The hyperparameters used for a step are
+those from before it; the LSTM then updates them for the next step. With the zero head, a
+freshly initialised nn_adam is exactly this Adam variant with fixed constants.
+
+LSTM (the haiku cell the reference uses): one dense layer on [x, h] -> 4 * hidden gates
+(i, g, f, o); c' = sigmoid(f + 1) c + sigmoid(i) tanh(g); h' = sigmoid(o) tanh(c'); weights
+truncated normal, std 1/sqrt(fan_in), zero biases; the initial (h, c) are meta-parameters
+(zeros at initialisation).
+
+Meta-parameter layout at defaults (6,856, the reference's count):
+  lstm  w [19 + 32, 128] + b [128]    6,656
+  h0, c0 [32] each                       64
+  head  w [32, 4] + b [4] (zeros)       132
+  initial lr, b1, b2, eps (rescaled)      4
+
+The 19 per-tensor features (log magnitudes are 0.5 * clip(log(1e-8 + |x|), -5, 5)):
+  log-magnitude and sign of mean(m); log-magnitude of var(m); log-magnitude of mean(v) and of
+  var(v); log-magnitude and sign of mean(p); log-magnitude of var(p); log-magnitude and sign of
+  mean(g); log-magnitude of var(g) and of mean(|g|); is-scalar and is-vector flags (+-1); the
+  four current hyperparameters in their rescaled space, clip(x, -5, 5) * 0.2; and the log-
+  magnitude of the training loss. These are the reference's features except that the loss
+  replaces its sign of mean(v), which is +1 whenever any gradient is non-zero and so carries
+  nothing; this makes the loss a required input (``value=``). p is the parameter before the
+  update, g the clipped gradient, m and v the accumulators after it.
+
+State: m and v per parameter (2 floats/param), per tensor the LSTM's (h, c) (64 floats) and
+the four rescaled hyperparameters, and an int32 step counter: 2.004 floats/param on a 256x128
+weight plus its bias.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from optimizers.learned import common
+
+NAME = "nn_adam"
+NUM_FEATURES = 19
+GRAD_CLIP = 1000.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """nn_adam's settings; defaults are the reference architecture's."""
+
+    lstm_hidden_size: int = 32
+    output_scale: float = 0.01
+    initial_learning_rate: float = 1e-4
+    initial_beta1: float = 0.9
+    initial_beta2: float = 0.999
+    initial_epsilon: float = 1e-8
+
+
+class NNAdamState(NamedTuple):
+    count: jax.Array  # int32: updates done so far
+    m: Any  # first moment, per parameter
+    v: Any  # second moment, per parameter
+    lstm_h: jax.Array  # [num_tensors, hidden]
+    lstm_c: jax.Array  # [num_tensors, hidden]
+    hparams: jax.Array  # [num_tensors, 4]: lr, b1, b2, eps in their rescaled space
+
+
+# --- a plain LSTM cell (shared with rnn_mlp_lopt) ---------------------------------------------
+
+
+def init_lstm(key: jax.Array, num_inputs: int, hidden: int) -> dict[str, jax.Array]:
+    """One dense layer [inputs + hidden] -> 4 * hidden; truncated normal, std 1/sqrt(fan_in)."""
+    return common.init_mlp(key, [num_inputs + hidden, 4 * hidden])[0]
+
+
+def lstm_cell(params: dict[str, jax.Array], x: jax.Array, h: jax.Array,
+              c: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One step on a batch [n, inputs] with state h, c [n, hidden]; returns the new (h, c)."""
+    gates = jnp.concatenate([x, h], axis=-1) @ params["w"] + params["b"]
+    i, g, f, o = jnp.split(gates, 4, axis=-1)
+    c = jax.nn.sigmoid(f + 1.0) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return h, c
+
+
+# --- hyperparameters in their rescaled space -------------------------------------------------
+
+
+def _to_space(lr: float, b1: float, b2: float, eps: float) -> list[float]:
+    return [0.1 * math.log(lr), 0.1 * math.log1p(-b1), 0.1 * math.log1p(-b2),
+            0.1 * math.log(eps)]
+
+
+def _from_space(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """lr, b1, b2, eps (each [..., ]) from the rescaled [..., 4], clipped to valid ranges."""
+    lr = jnp.clip(jnp.exp(10.0 * x[..., 0]), 1e-8, 1e3)
+    b1 = 1.0 - jnp.exp(jnp.clip(10.0 * x[..., 1], -10.0, 0.0))
+    b2 = 1.0 - jnp.exp(jnp.clip(10.0 * x[..., 2], -10.0, 0.0))
+    eps = jnp.clip(jnp.exp(10.0 * x[..., 3]), 1e-11, 1e4)
+    return lr, b1, b2, eps
+
+
+def _clip_to_space(x: jax.Array) -> jax.Array:
+    """Clip rescaled values to the valid ranges: the reference's round trip value ->
+    hyperparameter -> value, done in the rescaled space so it adds no float rounding."""
+    lo = jnp.asarray([0.1 * math.log(1e-8), -1.0, -1.0, 0.1 * math.log(1e-11)], jnp.float32)
+    hi = jnp.asarray([0.1 * math.log(1e3), 0.0, 0.0, 0.1 * math.log(1e4)], jnp.float32)
+    return jnp.clip(x, lo, hi)
+
+
+def log_mag(x: jax.Array) -> jax.Array:
+    return 0.5 * jnp.clip(jnp.log(1e-8 + jnp.abs(x)), -5.0, 5.0)
+
+
+def tensor_features(p: jax.Array, g: jax.Array, m: jax.Array, v: jax.Array,
+                    hparams: jax.Array, loss_feature: jax.Array) -> jax.Array:
+    """The 19 features of one tensor (see the module docstring)."""
+    p = p.astype(jnp.float32)
+    mean_m, mean_v, mean_p, mean_g = jnp.mean(m), jnp.mean(v), jnp.mean(p), jnp.mean(g)
+    flag = lambda on: jnp.asarray(1.0 if on else -1.0, jnp.float32)  # noqa: E731
+    return jnp.stack([
+        log_mag(mean_m), jnp.sign(mean_m), log_mag(jnp.mean(jnp.square(m - mean_m))),
+        log_mag(mean_v), log_mag(jnp.mean(jnp.square(v - mean_v))),
+        log_mag(mean_p), jnp.sign(mean_p), log_mag(jnp.mean(jnp.square(p - mean_p))),
+        log_mag(mean_g), jnp.sign(mean_g), log_mag(jnp.mean(jnp.square(g - mean_g))),
+        log_mag(jnp.mean(jnp.abs(g))),
+        flag(p.ndim == 0), flag(p.ndim == 1),
+        *(0.2 * jnp.clip(hparams, -5.0, 5.0)),
+        loss_feature,
+    ])
+
+
+def init_meta(key: jax.Array, config: Config = Config()) -> dict[str, Any]:
+    """LSTM weights, its initial state, a zero head and the initial hyperparameters."""
+    hidden = config.lstm_hidden_size
+    return {
+        "lstm": init_lstm(key, NUM_FEATURES, hidden),
+        "h0": jnp.zeros((hidden,), jnp.float32),
+        "c0": jnp.zeros((hidden,), jnp.float32),
+        "head": {"w": jnp.zeros((hidden, 4), jnp.float32), "b": jnp.zeros((4,), jnp.float32)},
+        "hparams": jnp.asarray(
+            _to_space(config.initial_learning_rate, config.initial_beta1,
+                      config.initial_beta2, config.initial_epsilon), jnp.float32),
+    }
+
+
+def to_optax(theta: dict[str, Any],
+             config: Config = Config()) -> optax.GradientTransformationExtraArgs:
+    """nn_adam with meta-parameters ``theta`` as an optax transformation."""
+
+    def init(params: Any) -> NNAdamState:
+        n = len(jax.tree.leaves(params))
+        zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.result_type(p)), params)
+        return NNAdamState(
+            count=jnp.zeros([], jnp.int32), m=zeros, v=zeros,
+            lstm_h=jnp.tile(theta["h0"], (n, 1)), lstm_c=jnp.tile(theta["c0"], (n, 1)),
+            hparams=jnp.tile(theta["hparams"], (n, 1)))
+
+    def update(grads: Any, state: NNAdamState, params: Any = None, *, value: Any = None,
+               **extra: Any) -> tuple[Any, NNAdamState]:
+        del extra
+        loss = common.require_loss(NAME, value)
+        if params is None:
+            raise ValueError(f"{NAME} needs params: call update(grads, state, params, value=loss)")
+        leaves, treedef = jax.tree.flatten(grads)
+        ps, ms, vs = (treedef.flatten_up_to(t) for t in (params, state.m, state.v))
+        lr, b1, b2, eps = _from_space(state.hparams)
+        loss_feature = log_mag(loss)
+        updates, new_m, new_v, feats = [], [], [], []
+        for i, (g, p, m, v) in enumerate(zip(leaves, ps, ms, vs)):
+            g = jnp.clip(g.astype(jnp.float32), -GRAD_CLIP, GRAD_CLIP)
+            m1 = b1[i] * m.astype(jnp.float32) + (1.0 - b1[i]) * g
+            v1 = b2[i] * v.astype(jnp.float32) + (1.0 - b2[i]) * jnp.square(g)
+            step = lr[i] * (1.0 + eps[i]) / (eps[i] + jnp.sqrt(v1 + 1e-10)) * m1
+            updates.append((-step).astype(p.dtype))
+            new_m.append(m1.astype(m.dtype))
+            new_v.append(v1.astype(v.dtype))
+            feats.append(tensor_features(p, g, m1, v1, state.hparams[i], loss_feature))
+        h, c = lstm_cell(theta["lstm"], jnp.stack(feats), state.lstm_h, state.lstm_c)
+        deltas = (h @ theta["head"]["w"] + theta["head"]["b"]) * config.output_scale
+        new_state = NNAdamState(
+            count=state.count + 1, m=treedef.unflatten(new_m), v=treedef.unflatten(new_v),
+            lstm_h=h, lstm_c=c, hparams=_clip_to_space(state.hparams + deltas))
+        return treedef.unflatten(updates), new_state
+
+    return optax.GradientTransformationExtraArgs(init, update)
