@@ -158,8 +158,9 @@ def overhead_figure(runs: pd.DataFrame) -> plt.Figure:
         sub = ok[ok[fixed] == held]
         for name, group in sub.groupby("optimizer"):
             stats = group.groupby(x).step_over_sgd_step.agg(["median", "min", "max"])
-            ax.errorbar(stats.index, stats["median"], yerr=[stats["median"] - stats["min"],
-                        stats["max"] - stats["median"]], marker="o", capsize=3, label=name)
+            mid, low, high = (stats[c].to_numpy() for c in ("median", "min", "max"))
+            ax.errorbar(stats.index.to_numpy(), mid, yerr=[mid - low, high - mid], marker="o",
+                        capsize=3, label=name)
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_xlabel(f"{label} ({fixed.replace('_', ' ')} held at {held:,})")
@@ -168,6 +169,30 @@ def overhead_figure(runs: pd.DataFrame) -> plt.Figure:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, ncol=2)
     fig.suptitle(f"Step-time overhead; measured on {_hardware(runs)}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def costs_figure(runs: pd.DataFrame) -> plt.Figure:
+    """Per optimizer (or variant): step time over a plain-SGD step and optimizer-state floats
+    per parameter, as horizontal bars; for timing-only sweeps such as a design space."""
+    ok = runs[runs.status == "ok"]
+    table = ok.groupby(["task", "optimizer"]).agg(
+        overhead=("step_over_sgd_step", "median"),
+        state=("opt_state_floats_per_param", "mean")).reset_index()
+    labels = [f"{o} [{t}]" if table.task.nunique() > 1 else o
+              for t, o in zip(table.task, table.optimizer)]
+    height = max(3.0, 0.32 * len(table) + 1.2)
+    fig, axes = plt.subplots(1, 2, figsize=(12, height), sharey=True)
+    axes[0].barh(labels, table.overhead, color="tab:blue")
+    axes[0].axvline(1.0, color="grey", lw=0.8, ls="--")
+    axes[0].set_xlabel("step time / plain SGD step time (median)")
+    axes[1].barh(labels, table.state, color="tab:orange")
+    axes[1].set_xlabel("optimizer state (floats per parameter)")
+    for ax in axes:
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].invert_yaxis()
+    fig.suptitle(f"Compute and memory per optimizer; measured on {_hardware(runs)}", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -184,7 +209,8 @@ def save_figure(fig: plt.Figure, folder: Path, name: str) -> list[Path]:
 
 def draw_sweep_figures(runs: pd.DataFrame, curves: pd.DataFrame, folder: Path) -> list[Path]:
     """All figures of one sweep into ``folder``: Pareto scatters and loss curves when the sweep
-    trained, the overhead figure when its runs vary batch size or parameter count."""
+    trained; the overhead figure when its runs vary batch size or parameter count, else a bar
+    chart of each optimizer's compute and memory."""
     paths = []
     if runs.final_eval_loss.notna().any():
         paths += save_figure(pareto_figure(runs), folder, "pareto")
@@ -192,6 +218,8 @@ def draw_sweep_figures(runs: pd.DataFrame, curves: pd.DataFrame, folder: Path) -
     if "step_over_sgd_step" in runs and (
             runs.batch_size.nunique() > 1 or runs.num_params.nunique() > 1):
         paths += save_figure(overhead_figure(runs), folder, "overhead")
+    elif "step_over_sgd_step" in runs and runs.step_over_sgd_step.notna().any():
+        paths += save_figure(costs_figure(runs), folder, "costs")
     return paths
 
 

@@ -89,3 +89,16 @@ def test_draw_sweep_figures_writes_png_and_pdf(tmp_path):
         magic = b"\x89PNG" if path.suffix == ".png" else b"%PDF"
         assert data.startswith(magic), path
         assert len(data) > 1000, path
+
+
+def test_timing_only_sweeps_get_the_costs_figure(tmp_path):
+    """A sweep without training (no losses) draws the per-optimizer compute/memory bars, and an
+    overhead figure when its runs vary the batch size."""
+    runs, _ = _tables()
+    runs = runs.assign(final_eval_loss=np.nan, step_over_sgd_step=[1.1, 1.2, 1.0, 1.0, 1.3])
+    empty = pd.DataFrame(columns=["run_id", "step", "split", "loss", "wall_time_s"])
+    names = {p.name for p in draw_sweep_figures(runs, empty, tmp_path / "a")}
+    assert names == {"costs.png", "costs.pdf"}
+    varied = runs.assign(batch_size=[8, 8, 128, 128, 8])
+    names = {p.name for p in draw_sweep_figures(varied, empty, tmp_path / "b")}
+    assert names == {"overhead.png", "overhead.pdf"}

@@ -60,3 +60,10 @@ def require_loss(name: str, value) -> jax.Array:
         raise ValueError(
             f"{name} needs the training loss: call update(grads, state, params, value=loss)")
     return jnp.asarray(value, jnp.float32)
+
+
+def require_params(name: str, params):
+    """The parameters, which every learned optimizer reads as a feature, or a clear error."""
+    if params is None:
+        raise ValueError(f"{name} needs the parameters: call update(grads, state, params)")
+    return params

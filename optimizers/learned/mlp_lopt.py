@@ -134,8 +134,7 @@ def to_optax(theta: list[dict[str, jax.Array]],
     def update(grads: Any, state: MLPLOptState, params: Any = None, *, value: Any = None,
                **extra: Any) -> tuple[Any, MLPLOptState]:
         del value, extra  # mlp_lopt does not use the loss
-        if params is None:
-            raise ValueError(f"{NAME} needs params: call update(grads, state, params)")
+        common.require_params(NAME, params)
         time = common.time_features(state.count)
         leaves, treedef = jax.tree.flatten(grads)
         outs = [update_tensor(g, p, m, time) for g, p, m in

@@ -173,8 +173,7 @@ def to_optax(theta: dict[str, Any],
                **extra: Any) -> tuple[Any, NNAdamState]:
         del extra
         loss = common.require_loss(NAME, value)
-        if params is None:
-            raise ValueError(f"{NAME} needs params: call update(grads, state, params, value=loss)")
+        common.require_params(NAME, params)
         leaves, treedef = jax.tree.flatten(grads)
         ps, ms, vs = (treedef.flatten_up_to(t) for t in (params, state.m, state.v))
         lr, b1, b2, eps = _from_space(state.hparams)

@@ -227,8 +227,7 @@ def to_optax(theta: dict[str, Any],
                **extra: Any) -> tuple[Any, RNNMLPLOptState]:
         del extra
         loss = common.require_loss(NAME, value)
-        if params is None:
-            raise ValueError(f"{NAME} needs params: call update(grads, state, params, value=loss)")
+        common.require_params(NAME, params)
         leaves, treedef = jax.tree.flatten(grads)
         ps, ms, vs = (treedef.flatten_up_to(t) for t in (params, state.m, state.v))
         loss_feats, loss_mean, loss_var = loss_features(state, loss)

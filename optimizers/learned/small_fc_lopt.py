@@ -30,6 +30,7 @@ from optimizers.learned.common import (
     NORM_EPS,
     init_mlp,
     learned_decays,
+    require_params,
     safe_rsqrt,
     time_features,
 )
@@ -269,8 +270,7 @@ def to_optax(theta: dict[str, Any], config: Config = Config()
 
     def update(grads, state: SmallFcState, params=None, **extra_args):
         del extra_args  # small_fc_lopt does not use the loss
-        if params is None:
-            raise ValueError(f"{NAME} needs the parameters: call update(grads, state, params)")
+        params = require_params(NAME, params)
         b_m = learned_decays(config.momentum_decays, theta["momentum_offsets"], clip=False)
         b_r = learned_decays(config.rms_decays, theta["rms_offsets"], clip=True)
         b_f = learned_decays(config.adafactor_decays, theta["adafactor_offsets"], clip=True)
