@@ -183,3 +183,11 @@ def test_factored_dims_follow_the_reference_rule():
     assert S.factored_dims((16, 16)) == (1, 0)
     assert S.factored_dims((6, 5, 4)) == (0, 1)
     assert S.factored_dims((7,)) is None
+
+
+def test_auto_path_unrolls_only_small_networks():
+    """The unrolled path is the default, except for networks too wide to compile unrolled."""
+    assert S.resolve_path(S.Config()) == S.DEFAULT_PATH.get(jax.default_backend(), "unrolled")
+    assert S.resolve_path(S.Config(hidden_size=32)) == "stacked"
+    assert S.resolve_path(S.Config(hidden_size=32, path="unrolled")) == "unrolled"
+    assert S.unrolled_terms(S.Config()) == 28 * 4 + 16
