@@ -43,7 +43,7 @@ def run_id(identity: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through ``write(tmp_path)`` to a temporary file, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -89,11 +89,11 @@ class RecordStore:
             raise ValueError(f"status={row.get('status')!r}: expected one of {STATUSES}")
         if curves is not None and len(curves):
             table = curves.assign(run_id=rid)[list(CURVE_COLUMNS)]
-            _atomic_write(self.curves_path(rid), lambda p: table.to_parquet(p, index=False))
+            atomic_write(self.curves_path(rid), lambda p: table.to_parquet(p, index=False))
         else:
             self.curves_path(rid).unlink(missing_ok=True)
         text = json.dumps({k: _json_safe(v) for k, v in row.items()}, indent=1, sort_keys=True)
-        _atomic_write(self.row_path(rid), lambda p: p.write_text(text))
+        atomic_write(self.row_path(rid), lambda p: p.write_text(text))
 
     def run_ids(self) -> set[str]:
         """Ids of every run with a row on disk."""
@@ -155,6 +155,6 @@ class RecordStore:
     def write_tables(self, runs: pd.DataFrame, curves: pd.DataFrame) -> tuple[Path, Path]:
         """Write runs.parquet and curves.parquet atomically into the sweep folder."""
         runs_path, curves_path = self.folder / "runs.parquet", self.folder / "curves.parquet"
-        _atomic_write(runs_path, lambda p: runs.to_parquet(p, index=False))
-        _atomic_write(curves_path, lambda p: curves.to_parquet(p, index=False))
+        atomic_write(runs_path, lambda p: runs.to_parquet(p, index=False))
+        atomic_write(curves_path, lambda p: curves.to_parquet(p, index=False))
         return runs_path, curves_path

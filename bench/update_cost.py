@@ -23,7 +23,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from bench.hardware import host_facts
-from bench.records import _atomic_write
+from bench.records import atomic_write
 from bench.runner import RunSettings, measure_costs
 from optimizers import build_optimizer
 from optimizers.analytic import update_cost
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     table = bench_update_cost(args.optimizers, args.sizes, args.repeats)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "update_cost.parquet"
-    _atomic_write(path, lambda p: table.to_parquet(p, index=False))
+    atomic_write(path, lambda p: table.to_parquet(p, index=False))
     from bench.plots import save_figure
 
     figures = save_figure(update_cost_figure(table), args.out, "update_cost")
