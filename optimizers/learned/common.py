@@ -3,8 +3,10 @@ reference code base google/learned_optimization, as summarised in the project's 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -67,3 +69,46 @@ def require_params(name: str, params):
     if params is None:
         raise ValueError(f"{name} needs the parameters: call update(grads, state, params)")
     return params
+
+
+def tuple_fields(config: Any) -> None:
+    """Turn every sequence-valued field of a frozen dataclass into a tuple of floats.
+
+    Hydra passes YAML lists as omegaconf ``ListConfig`` objects, which are neither tuples nor
+    JSON-able; converting here keeps configs hashable and checkpoint headers exact.
+    """
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, Sequence) and not isinstance(value, (str, tuple)):
+            object.__setattr__(config, field.name, tuple(float(v) for v in value))
+
+
+def second_moment_scale(x: jax.Array) -> jax.Array:
+    """Per-channel (trailing axis) rsqrt(NORM_EPS + mean over the tensor's elements of x^2)."""
+    axes = tuple(range(x.ndim - 1))
+    return jax.lax.rsqrt(NORM_EPS + jnp.mean(jnp.square(x), axis=axes))
+
+
+def apply_mlp(layers: Sequence[dict[str, jax.Array]], x: jax.Array,
+              first: dict[str, jax.Array] | None = None) -> jax.Array:
+    """Dense layers over the trailing axis with ReLU between them (none after the last).
+
+    ``first``, if given, replaces the first layer (a per-tensor rescaled copy of it).
+    """
+    for i, layer in enumerate(layers):
+        layer = first if i == 0 and first is not None else layer
+        x = x @ layer["w"] + layer["b"]
+        if i < len(layers) - 1:
+            x = jax.nn.relu(x)
+    return x
+
+
+def fold_first_layer(layer: dict[str, jax.Array], scale: jax.Array,
+                     context: jax.Array) -> dict[str, jax.Array]:
+    """First layer on [normalised features, per-tensor context] written as one on the raw
+    features: rows of the normalised inputs scaled by ``scale``, the context's rows folded
+    into the bias (``context`` holds the inputs that are the same for every element)."""
+    n = scale.shape[-1]
+    w = layer["w"][:n] * scale[:, None]
+    b = layer["b"] + context @ layer["w"][n:]
+    return {"w": w, "b": b}

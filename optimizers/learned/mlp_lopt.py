@@ -24,7 +24,6 @@ temporaries.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -35,18 +34,6 @@ from optimizers.learned import common
 
 NAME = "mlp_lopt"
 NUM_TIME_FEATURES = len(common.TIME_SCALES)
-
-
-def tuple_fields(config: Any) -> None:
-    """Turn every sequence-valued field of a frozen dataclass into a tuple of floats.
-
-    Hydra passes YAML lists as omegaconf ``ListConfig`` objects, which are neither tuples nor
-    JSON-able; converting here keeps configs hashable and checkpoint headers exact.
-    """
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if isinstance(value, Sequence) and not isinstance(value, (str, tuple)):
-            object.__setattr__(config, field.name, tuple(float(v) for v in value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +47,7 @@ class Config:
     step_mult: float = 0.001
 
     def __post_init__(self) -> None:
-        tuple_fields(self)
+        common.tuple_fields(self)
 
     @property
     def num_inputs(self) -> int:
@@ -71,37 +58,6 @@ class Config:
 class MLPLOptState(NamedTuple):
     count: jax.Array  # int32: updates done so far
     momenta: Any  # per parameter tensor: shape p.shape + (len(momentum_decays),)
-
-
-def second_moment_scale(x: jax.Array) -> jax.Array:
-    """Per-channel (trailing axis) rsqrt(NORM_EPS + mean over the tensor's elements of x^2)."""
-    axes = tuple(range(x.ndim - 1))
-    return jax.lax.rsqrt(common.NORM_EPS + jnp.mean(jnp.square(x), axis=axes))
-
-
-def apply_mlp(layers: Sequence[dict[str, jax.Array]], x: jax.Array,
-              first: dict[str, jax.Array] | None = None) -> jax.Array:
-    """Dense layers over the trailing axis with ReLU between them (none after the last).
-
-    ``first``, if given, replaces the first layer (a per-tensor rescaled copy of it).
-    """
-    for i, layer in enumerate(layers):
-        layer = first if i == 0 and first is not None else layer
-        x = x @ layer["w"] + layer["b"]
-        if i < len(layers) - 1:
-            x = jax.nn.relu(x)
-    return x
-
-
-def fold_first_layer(layer: dict[str, jax.Array], scale: jax.Array,
-                     context: jax.Array) -> dict[str, jax.Array]:
-    """First layer on [normalised features, per-tensor context] written as one on the raw
-    features: rows of the normalised inputs scaled by ``scale``, the context's rows folded
-    into the bias (``context`` holds the inputs that are the same for every element)."""
-    n = scale.shape[-1]
-    w = layer["w"][:n] * scale[:, None]
-    b = layer["b"] + context @ layer["w"][n:]
-    return {"w": w, "b": b}
 
 
 def init_meta(key: jax.Array, config: Config = Config()) -> list[dict[str, jax.Array]]:
@@ -126,8 +82,8 @@ def to_optax(theta: list[dict[str, jax.Array]],
         m_new = decays * m.astype(jnp.float32) + (1.0 - decays) * g32[..., None]
         feats = jnp.concatenate(
             [g32[..., None], p.astype(jnp.float32)[..., None], m_new], axis=-1)
-        first = fold_first_layer(theta[0], second_moment_scale(feats), time)
-        out = apply_mlp(theta, feats, first)
+        first = common.fold_first_layer(theta[0], common.second_moment_scale(feats), time)
+        out = common.apply_mlp(theta, feats, first)
         step = out[..., 0] * jnp.exp(out[..., 1] * config.exp_mult) * config.step_mult
         return (-step).astype(p.dtype), m_new.astype(m.dtype)
 

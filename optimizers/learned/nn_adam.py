@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optimizers.learned import common
+from optimizers.learned import common, lstm
 
 NAME = "nn_adam"
 NUM_FEATURES = 19
@@ -76,24 +76,6 @@ class NNAdamState(NamedTuple):
     lstm_h: jax.Array  # [num_tensors, hidden]
     lstm_c: jax.Array  # [num_tensors, hidden]
     hparams: jax.Array  # [num_tensors, 4]: lr, b1, b2, eps in their rescaled space
-
-
-# --- a plain LSTM cell (shared with rnn_mlp_lopt) ---------------------------------------------
-
-
-def init_lstm(key: jax.Array, num_inputs: int, hidden: int) -> dict[str, jax.Array]:
-    """One dense layer [inputs + hidden] -> 4 * hidden; truncated normal, std 1/sqrt(fan_in)."""
-    return common.init_mlp(key, [num_inputs + hidden, 4 * hidden])[0]
-
-
-def lstm_cell(params: dict[str, jax.Array], x: jax.Array, h: jax.Array,
-              c: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One step on a batch [n, inputs] with state h, c [n, hidden]; returns the new (h, c)."""
-    gates = jnp.concatenate([x, h], axis=-1) @ params["w"] + params["b"]
-    i, g, f, o = jnp.split(gates, 4, axis=-1)
-    c = jax.nn.sigmoid(f + 1.0) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
-    return h, c
 
 
 # --- hyperparameters in their rescaled space -------------------------------------------------
@@ -147,7 +129,7 @@ def init_meta(key: jax.Array, config: Config = Config()) -> dict[str, Any]:
     """LSTM weights, its initial state, a zero head and the initial hyperparameters."""
     hidden = config.lstm_hidden_size
     return {
-        "lstm": init_lstm(key, NUM_FEATURES, hidden),
+        "lstm": lstm.init_lstm(key, NUM_FEATURES, hidden),
         "h0": jnp.zeros((hidden,), jnp.float32),
         "c0": jnp.zeros((hidden,), jnp.float32),
         "head": {"w": jnp.zeros((hidden, 4), jnp.float32), "b": jnp.zeros((4,), jnp.float32)},
@@ -188,7 +170,7 @@ def to_optax(theta: dict[str, Any],
             new_m.append(m1.astype(m.dtype))
             new_v.append(v1.astype(v.dtype))
             feats.append(tensor_features(p, g, m1, v1, state.hparams[i], loss_feature))
-        h, c = lstm_cell(theta["lstm"], jnp.stack(feats), state.lstm_h, state.lstm_c)
+        h, c = lstm.lstm_cell(theta["lstm"], jnp.stack(feats), state.lstm_h, state.lstm_c)
         deltas = (h @ theta["head"]["w"] + theta["head"]["b"]) * config.output_scale
         new_state = NNAdamState(
             count=state.count + 1, m=treedef.unflatten(new_m), v=treedef.unflatten(new_v),

@@ -64,13 +64,13 @@ import jax.numpy as jnp
 import optax
 
 from optimizers.learned import common
-from optimizers.learned.mlp_lopt import (
+from optimizers.learned.common import (
     apply_mlp,
     fold_first_layer,
     second_moment_scale,
     tuple_fields,
 )
-from optimizers.learned.nn_adam import init_lstm, lstm_cell
+from optimizers.learned.lstm import init_lstm, lstm_cell
 
 NAME = "rnn_mlp_lopt"
 NUM_TENSOR_FEATURES = 18
