@@ -70,6 +70,13 @@ def config_columns(planned: PlannedRun, sweep_name: str) -> dict[str, Any]:
     }
 
 
+def run_settings(planned: PlannedRun):
+    """The run's measurement settings as a ``RunSettings`` (which checks them)."""
+    from bench.runner import RunSettings
+
+    return RunSettings(**OmegaConf.to_container(planned.config.run, resolve=True))
+
+
 class Sweep:
     """Builds tasks and optimizers for planned runs, caching each task across runs."""
 
@@ -84,14 +91,13 @@ class Sweep:
 
     def check(self, runs: list[PlannedRun]) -> None:
         """Build every run's optimizer and task and its settings; fail on the first bad one."""
-        from bench.runner import RunSettings
         from optimizers import build_optimizer
 
         for planned in runs:
             where = f"run {planned.optimizer}/{planned.task}/seed={planned.seed}"
             try:
                 build_optimizer(planned.config.optimizer)
-                RunSettings(**OmegaConf.to_container(planned.config.run, resolve=True))
+                run_settings(planned)
                 self.task(planned.config.task)
             except SweepConfigError:
                 raise
@@ -106,7 +112,7 @@ class Sweep:
         oom. ``isolated`` says whether this process runs nothing else (memory peaks are then
         the run's own)."""
         from bench.hardware import host_facts
-        from bench.runner import RunSettings, run
+        from bench.runner import run
         from optimizers import build_optimizer
 
         row = {**config_columns(planned, sweep_name), **host_facts()}
@@ -114,7 +120,7 @@ class Sweep:
         row["started_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
         curves = None
         try:
-            settings = RunSettings(**OmegaConf.to_container(planned.config.run, resolve=True))
+            settings = run_settings(planned)
             result = run(self.task(planned.config.task), build_optimizer(planned.config.optimizer),
                          settings, seed=planned.seed)
             row.update(result.summary, status=result.status, error=None)
