@@ -6,13 +6,15 @@ SWEEP ?= default
 ARGS ?=
 FASHION_MNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data sweep figures bench test lint help
+.PHONY: setup data sweep figures bench test lint help meta-train checkpoints
 
 help:
 	@echo "make setup            create $(VENV) and install the data set (Debian package) if missing"
 	@echo "make sweep            run the default sweep; SWEEP=<preset> ARGS='<hydra overrides>'"
 	@echo "make figures          redraw the figures of every results/*/ from its tables"
 	@echo "make bench            speed benchmarks into results/bench/"
+	@echo "make meta-train       meta-train LOPT=<learned optimizer> (ARGS='<hydra overrides>')"
+	@echo "make checkpoints      rerun the recipes of the shipped meta-trained checkpoints"
 	@echo "make test             run the test suite"
 	@echo "make lint             ruff"
 
@@ -45,6 +47,34 @@ figures: setup
 
 bench: setup
 	$(PY) -m bench.update_cost $(ARGS)
+
+LOPT ?= small_fc_lopt
+meta-train: setup
+	$(PY) -m optimizers.meta.train optimizer=$(LOPT) $(ARGS)
+
+# The recipes of the checkpoints shipped in optimizers/learned/checkpoints/ (see its README):
+# PES on the standard task, outer Adam 3e-3 with warmup and cosine decay; `make -k` goes on
+# past a failed one.
+CHECKPOINTS := optimizers/learned/checkpoints
+META_RECIPE := outer.learning_rate=0.003 outer.warmup_steps=100 outer.eval_every=250
+checkpoints: $(CHECKPOINTS)/small_fc_lopt.npz $(CHECKPOINTS)/small_fc_lopt_hidden1.npz \
+	$(CHECKPOINTS)/small_fc_lopt_hidden16.npz $(CHECKPOINTS)/small_fc_lopt_no_factored.npz \
+	$(CHECKPOINTS)/mlp_lopt.npz
+
+$(CHECKPOINTS)/small_fc_lopt.npz: | setup
+	$(PY) -m optimizers.meta.train optimizer=small_fc_lopt outer.steps=6000 $(META_RECIPE) ship=$@
+$(CHECKPOINTS)/small_fc_lopt_hidden1.npz: | setup
+	$(PY) -m optimizers.meta.train optimizer=small_fc_lopt optimizer.hidden_size=1 \
+		name=small_fc_lopt_hidden1 outer.steps=3000 $(META_RECIPE) ship=$@
+$(CHECKPOINTS)/small_fc_lopt_hidden16.npz: | setup
+	$(PY) -m optimizers.meta.train optimizer=small_fc_lopt optimizer.hidden_size=16 \
+		name=small_fc_lopt_hidden16 outer.steps=3000 $(META_RECIPE) ship=$@
+$(CHECKPOINTS)/small_fc_lopt_no_factored.npz: | setup
+	$(PY) -m optimizers.meta.train optimizer=small_fc_lopt optimizer.use_factored=false \
+		optimizer.use_factored_momenta=false name=small_fc_lopt_no_factored outer.steps=3000 \
+		$(META_RECIPE) ship=$@
+$(CHECKPOINTS)/mlp_lopt.npz: | setup
+	$(PY) -m optimizers.meta.train optimizer=mlp_lopt outer.steps=3000 $(META_RECIPE) ship=$@
 
 test: setup
 	$(PY) -m pytest -q
