@@ -3,15 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SWEEP ?= default
+SCALE ?= cpu
 ARGS ?=
 FASHION_MNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data sweep figures bench test lint help meta-train checkpoints
+.PHONY: setup data sweep figures sweep-figures paper bench test lint help meta-train checkpoints
 
 help:
 	@echo "make setup            create $(VENV) and install the data set (Debian package) if missing"
 	@echo "make sweep            run the default sweep; SWEEP=<preset> ARGS='<hydra overrides>'"
-	@echo "make figures          redraw the figures of every results/*/ from its tables"
+	@echo "make figures          the paper's figures from the tables on disk -> results/paper/"
+	@echo "make paper            run the sweeps the figures need, then draw them; SCALE=cpu|gpu"
+	@echo "make sweep-figures    redraw each results/*/figures from its own tables"
 	@echo "make bench            speed benchmarks into results/bench/"
 	@echo "make meta-train       meta-train LOPT=<learned optimizer> (ARGS='<hydra overrides>')"
 	@echo "make checkpoints      rerun the recipes of the shipped meta-trained checkpoints"
@@ -43,6 +46,12 @@ sweep: setup
 	$(PY) -m bench.sweep sweep=$(SWEEP) $(ARGS)
 
 figures: setup
+	$(PY) -m bench.figures.paper
+
+paper: setup
+	$(PY) -m bench.paper --scale $(SCALE)
+
+sweep-figures: setup
 	$(PY) -m bench.plots
 
 bench: setup

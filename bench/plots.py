@@ -1,8 +1,10 @@
-"""Figures from the tidy tables: Pareto scatters of cost against performance, and loss curves.
+"""A sweep's own figures, drawn into results/NAME/figures/ after every sweep: Pareto scatters
+of cost against performance, loss curves, overhead and per-optimizer cost bars.
 
 Every function takes the tables (never reruns anything) and returns a matplotlib Figure; the
 figures state the hardware they were measured on. ``python -m bench.plots results/NAME``
-redraws a sweep's figures from its tables.
+redraws a sweep's figures from its tables. The paper's figure set, drawn across sweeps, is
+``bench.figures`` (``make figures``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench.figures import style  # noqa: E402
+from bench.figures.curves import moving_average  # noqa: E402
+from bench.stats import pareto_front  # noqa: E402
+
 PERFORMANCE = "final_eval_loss"
 # Panel: (summary column, its p10 / p90 columns or None, axis label, scale to the label's unit).
 AXES = {
@@ -24,17 +30,6 @@ AXES = {
     "compute": ("step_time_s", ("step_time_p10_s", "step_time_p90_s"),
                 "training step time, median (ms; bars: p10-p90)", 1e3),
 }
-
-
-def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Indices of the points no other point beats on both axes (lower is better), by x."""
-    order = np.lexsort((y, x))
-    front, best = [], np.inf
-    for i in order:
-        if y[i] < best:
-            front.append(i)
-            best = y[i]
-    return np.array(front, dtype=int)
 
 
 def summarize_optimizers(runs: pd.DataFrame) -> pd.DataFrame:
@@ -83,7 +78,9 @@ def pareto_figure(runs: pd.DataFrame) -> plt.Figure:
             xerr = None
             if spread:
                 xerr = np.vstack([x - sub[spread[0]] * scale, sub[spread[1]] * scale - x])
-            ax.errorbar(x, y, yerr=yerr, xerr=xerr, fmt="o", ms=6, capsize=3, alpha=0.85)
+            ax.errorbar(x, y, yerr=yerr, xerr=xerr, fmt="none", ecolor="grey", capsize=3,
+                        alpha=0.85)
+            ax.scatter(x, y, c=[style.colour(n) for n in sub.optimizer], s=40, zorder=3)
             for xi, yi, name in zip(x, y, sub.optimizer):
                 ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
             front = pareto_front(x, y)
@@ -99,34 +96,23 @@ def pareto_figure(runs: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def _smooth(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing moving average (shorter at the start), to read noisy per-batch losses."""
-    if window <= 1 or len(values) == 0:
-        return values
-    cumulative = np.cumsum(np.insert(values, 0, 0.0))
-    counts = np.minimum(np.arange(1, len(values) + 1), window)
-    starts = np.arange(1, len(values) + 1) - counts
-    return (cumulative[1:] - cumulative[starts]) / counts
-
-
 def loss_curves_figure(runs: pd.DataFrame, curves: pd.DataFrame, window: int = 50) -> plt.Figure:
     """Training loss (smoothed) and evaluation loss per optimizer: mean over seeds, min-max band."""
     names = runs.set_index("run_id")[["task", "optimizer", "seed"]]
     data = curves.join(names, on="run_id")
     tasks = sorted(data.task.dropna().unique()) or ["(no curves)"]
     fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.2 * len(tasks)), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for row, task in enumerate(tasks):
         sub = data[data.task == task]
         for col, split in enumerate(("train", "eval")):
             ax = axes[row, col]
             part = sub[sub.split == split]
-            for i, (name, group) in enumerate(part.groupby("optimizer")):
+            for name, group in part.groupby("optimizer"):
                 wide = group.pivot_table(index="step", columns="seed", values="loss")
                 if split == "train":
-                    wide = wide.apply(lambda s: pd.Series(_smooth(s.to_numpy(), window),
+                    wide = wide.apply(lambda s: pd.Series(moving_average(s.to_numpy(), window),
                                                           index=s.index))
-                color = colors[i % len(colors)]
+                color = style.colour(name)
                 ax.plot(wide.index, wide.mean(axis=1), color=color, label=name, lw=1.3,
                         marker="o" if split == "eval" else None, ms=3)
                 ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=color,
@@ -159,8 +145,9 @@ def overhead_figure(runs: pd.DataFrame) -> plt.Figure:
         for name, group in sub.groupby("optimizer"):
             stats = group.groupby(x).step_over_sgd_step.agg(["median", "min", "max"])
             mid, low, high = (stats[c].to_numpy() for c in ("median", "min", "max"))
-            ax.errorbar(stats.index.to_numpy(), mid, yerr=[mid - low, high - mid], marker="o",
-                        capsize=3, label=name)
+            ax.errorbar(stats.index.to_numpy(), mid, yerr=[mid - low, high - mid],
+                        marker=style.marker(name), color=style.colour(name), capsize=3,
+                        label=name)
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_xlabel(f"{label} ({fixed.replace('_', ' ')} held at {held:,})")

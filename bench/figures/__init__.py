@@ -1,0 +1,7 @@
+"""The paper's figures, drawn from the tidy tables on disk (``make figures``).
+
+One module per figure group (memory, compute, lopt_cost, ablation, pareto, curves,
+architecture), each a function from tables to a matplotlib figure and the values it plots;
+``style`` keeps them consistent, ``sources`` finds their tables, ``paper`` draws them all with
+an index page.
+"""

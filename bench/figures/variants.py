@@ -1,0 +1,65 @@
+"""small_fc_lopt variants in a runs table: each row's design settings from its ``opt_*``
+columns, what differs from the default design, and its number of input features."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pandas as pd
+
+ARCHITECTURE = "small_fc_lopt"
+# Settings that change cost or behaviour, not the design: left out of variant labels.
+NOT_DESIGN = ("path", "exp_mult", "step_mult")
+
+
+def _value(value):
+    if isinstance(value, str) and value[:1] in "[{":
+        return tuple(json.loads(value))
+    return value
+
+
+def design(row: pd.Series) -> dict:
+    """The small_fc_lopt Config fields a row sets, from its opt_* columns."""
+    from optimizers.learned.small_fc_lopt import Config
+
+    fields = {f.name for f in dataclasses.fields(Config)}
+    out = {}
+    for name in fields:
+        value = row.get(f"opt_{name}")
+        if value is None or (not isinstance(value, (str, list, tuple)) and pd.isna(value)):
+            continue
+        value = _value(value)
+        kind = type(getattr(Config(), name))
+        if kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)  # integer settings come back as floats from a column with gaps
+        out[name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def variants(runs: pd.DataFrame) -> pd.DataFrame:
+    """The small_fc_lopt rows with ``change`` (what differs from the default design, or
+    "default"), ``num_inputs`` (accumulator + time features), ``path_setting`` (the configured
+    execution path) and ``exec_path`` (the path it ran: ``auto`` resolved as the code resolves
+    it, which picks stacked for networks too wide to unroll)."""
+    from optimizers.learned.common import time_features
+    from optimizers.learned.small_fc_lopt import Config, num_features, resolve_path
+
+    arch = runs.get("opt_architecture", pd.Series(index=runs.index, dtype=object))
+    rows = runs[arch == ARCHITECTURE].copy()
+    default = Config()
+    changes, inputs, paths, settings_paths = [], [], [], []
+    for _, row in rows.iterrows():
+        settings = design(row)
+        config = dataclasses.replace(default, **settings)
+        diff = [f"{k}={getattr(config, k)}" for k in sorted(settings)
+                if k not in NOT_DESIGN and getattr(config, k) != getattr(default, k)]
+        diff = [d.replace("()", "[]").replace("True", "true").replace("False", "false")
+                for d in diff]
+        changes.append(", ".join(diff) or "default")
+        inputs.append(num_features(config) + (len(time_features(0)) if config.use_time else 0))
+        settings_paths.append(config.path)
+        paths.append(resolve_path(config))
+    rows["change"], rows["num_inputs"] = changes, inputs
+    rows["path_setting"], rows["exec_path"] = settings_paths, paths
+    return rows

@@ -1,0 +1,46 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Figure 6: loss curves
+#
+# Training and evaluation loss per optimizer, mean over seeds with a bootstrap band.
+
+# %%
+import os
+import sys
+from pathlib import Path
+
+# Run from the repository root (a notebook server starts in notebooks/).
+ROOT = Path.cwd() if (Path.cwd() / "bench").is_dir() else Path.cwd().parent
+os.chdir(ROOT)
+sys.path.insert(0, str(ROOT))
+# "latest": results/ where present, else the shipped reference tables; "reference": those only.
+ORIGIN = os.environ.get("FIGURES_ORIGIN", "latest")
+
+# %%
+import pandas as pd
+
+from bench.figures import curves, pareto, sources
+
+tables = [sources.load(name, ORIGIN) for name in ("default", "lopt_vs_adam")]
+present = [t for t in tables if not t.missing]
+runs = pareto.best_arms(pd.concat([t.runs for t in present], ignore_index=True),
+                        "final_eval_loss")
+rows = pd.concat([t.curves for t in present if t.curves is not None], ignore_index=True)
+
+# %%
+fig, data = curves.curves_figure(runs, rows, "see the tables above",
+                                 [n for t in tables if (n := t.note())])
+curves.curve_table(runs, rows).groupby(["split", "optimizer"])["mean"].last()

@@ -1,0 +1,166 @@
+"""The paper's figure set from the shipped reference tables: every file written, and every
+plotted value read back from the figure's artists and checked against its source table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.figures import architecture, compute, curves, lopt_cost, memory, pareto, sources, style
+from bench.figures.paper import build
+
+REF = sources.REFERENCE
+GROUPS = ("memory", "compute", "lopt_cost", "ablation", "pareto", "curves", "architecture")
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory) -> tuple[Path, list]:
+    out = tmp_path_factory.mktemp("paper")
+    return out, build(out, origin="reference")
+
+
+def test_every_group_written_with_index(drawn):
+    out, groups = drawn
+    assert [g.name for g in groups] == list(GROUPS)
+    index = (out / "README.md").read_text()
+    for name in GROUPS:
+        for suffix, magic in ((".png", b"\x89PNG"), (".pdf", b"%PDF"), (".csv", b"")):
+            path = out / "figures" / f"{name}{suffix}"
+            data = path.read_bytes()
+            assert data.startswith(magic) and len(data) > 100, path
+        assert f"figures/{name}.png" in index
+    for table in ("memory_table", "architecture_table"):
+        assert (out / "figures" / f"{table}.md").read_text().startswith("| optimizer")
+        assert f"{table}.md" in index
+
+
+def test_missing_tables_are_named_with_their_command(drawn, tmp_path):
+    _, groups = drawn
+    notes = {g.name: " ".join(g.notes) for g in groups}
+    assert "`make sweep SWEEP=lopt_vs_adam`" in notes["pareto"]
+    assert "reference" in notes["compute"] and "`make bench`" in notes["compute"]
+    table = sources.load("lopt_vs_adam", results=tmp_path, reference=tmp_path)
+    assert table.missing and "results/lopt_vs_adam/runs.parquet" in table.note()
+
+
+def test_latest_results_win_over_reference(tmp_path):
+    (tmp_path / "overhead").mkdir()
+    pd.DataFrame({"x": [1]}).to_parquet(tmp_path / "overhead" / "runs.parquet")
+    table = sources.load("overhead", results=tmp_path)
+    assert table.origin == str(tmp_path / "overhead" / "runs.parquet") and table.note() is None
+    assert sources.load("overhead", origin="reference", results=tmp_path).from_reference
+    with pytest.raises(KeyError, match="'nope'"):
+        sources.load("nope")
+
+
+def _check_read_back(fig, data: style.PlotData) -> pd.DataFrame:
+    """The artists' data equals the recorded (CSV) data, point for point."""
+    plotted, shown = data.frame(), style.read_back(fig)
+    assert len(shown) and len(shown) == len(plotted[plotted.kind != "table"])
+    for (panel, series), group in plotted.groupby(["panel", "series"], sort=False):
+        got = shown[(shown.panel == panel) & (shown.series == series)]
+        assert np.allclose(got.y.to_numpy(float), group.y.to_numpy(float)), (panel, series)
+        if group.kind.iloc[0] == "line":
+            assert np.allclose(got.x.to_numpy(float), group.x.to_numpy(float)), (panel, series)
+    return shown
+
+
+def test_memory_bars_are_the_measured_state():
+    table = memory.memory_table()
+    fig, data = memory.memory_figure(table)
+    shown = _check_read_back(fig, data)
+    for kind in ("matrix", "vector"):
+        assert np.allclose(shown[shown.panel == kind].y, table[kind])
+    by_name = table.set_index("optimizer")
+    assert by_name.loc["sgd", "matrix"] == 0 and by_name.loc["adam", "matrix"] == 2
+    assert by_name.loc["mlp_lopt", "matrix"] == 6 and by_name.loc["adafactor", "matrix"] < 0.1
+
+
+def test_pareto_points_are_seed_means_of_the_runs():
+    runs = pd.read_parquet(REF / "default_runs.parquet")
+    fig, data = pareto.pareto_figure(runs, None, "test")
+    shown = _check_read_back(fig, data)
+    ok = runs[runs.status == "ok"].groupby(["task", "optimizer"])
+    loss, step = ok.final_eval_loss.mean(), ok.step_time_median_s.median()
+    floats = ok.opt_state_floats_per_param.mean()
+    for (task, name), value in loss.items():
+        for axis, x in (("compute", step[(task, name)] * 1e3), ("memory", floats[(task, name)])):
+            point = shown[(shown.panel == f"{task}:{axis}") & (shown.series == name)]
+            assert point.y.item() == pytest.approx(value) and point.x.item() == pytest.approx(x)
+
+
+def test_curves_are_seed_means_of_the_eval_losses():
+    runs = pd.read_parquet(REF / "default_runs.parquet")
+    table = pd.read_parquet(REF / "default_curves.parquet")
+    fig, data = curves.curves_figure(runs, table, "test")
+    shown = _check_read_back(fig, data)
+    evals = table[table.split == "eval"].join(runs.set_index("run_id")[["task", "optimizer"]],
+                                              on="run_id")
+    expected = evals.groupby(["task", "optimizer", "step"]).loss.mean()
+    for (task, name, step), value in expected.items():
+        point = shown[(shown.panel == f"{task}:eval") & (shown.series == name) & (shown.x == step)]
+        assert point.y.item() == pytest.approx(value)
+
+
+def test_compute_ratios_come_from_the_runs():
+    runs = pd.read_parquet(REF / "overhead.parquet")
+    bench = pd.read_parquet(REF / "update_cost.parquet")
+    fig, data = compute.compute_figure(runs, bench, "test")
+    shown = _check_read_back(fig, data)
+    at_2410 = runs[(runs.num_params == 2410) & (runs.status == "ok")]
+    for row in at_2410.itertuples():
+        point = shown[(shown.panel == "step_over_sgd_vs_batch_size")
+                      & (shown.series == row.optimizer) & (shown.x == row.batch_size)]
+        assert point.y.item() == pytest.approx(row.step_over_sgd_step)
+        adam = at_2410[(at_2410.optimizer == "adam") & (at_2410.batch_size == row.batch_size)]
+        point = shown[(shown.panel == "step_over_adam_vs_batch_size")
+                      & (shown.series == row.optimizer) & (shown.x == row.batch_size)]
+        assert point.y.item() == pytest.approx(
+            row.step_time_median_s / adam.step_time_median_s.item())
+    for row in bench.itertuples():
+        point = shown[(shown.panel == "update_over_adam_vs_num_params")
+                      & (shown.series == row.optimizer) & (shown.x == row.num_params)]
+        assert point.y.item() == pytest.approx(row.update_over_adam, rel=1e-6)
+
+
+def test_lopt_cost_from_the_design_runs():
+    runs = pd.read_parquet(REF / "lopt_design.parquet")
+    fig, data = lopt_cost.lopt_cost_figure(runs, "test")
+    shown = _check_read_back(fig, data)
+    by_label = runs.set_index("optimizer").step_over_sgd_step
+    bars = shown[shown.panel == "paths"].y.tolist()
+    assert bars == pytest.approx([by_label['small_fc_lopt(path="stacked")'],
+                                  by_label['small_fc_lopt(path="unrolled")']])
+    two = shown[(shown.panel == "vs_hidden_size") & (shown.series == "2 hidden layers")]
+    assert two.x.tolist() == [1, 2, 4, 8, 16, 32]
+    assert two.y.iloc[0] == pytest.approx(by_label["small_fc_lopt(hidden_size=1)"])
+
+
+def test_architecture_counts():
+    table = architecture.architecture_table().set_index("optimizer")
+    assert table.meta_params.to_dict() == {"small_fc_lopt": 197, "mlp_lopt": 1762,
+                                           "rnn_mlp_lopt": 35799, "nn_adam": 6856}
+    assert table.loc["small_fc_lopt", "flops_per_param_network"] == 2 * (39 * 4 + 4 * 4 + 4 * 2)
+    assert table.loc["small_fc_lopt", "per_param_inputs"] == 39
+    assert table.loc["mlp_lopt", "state_floats_per_param_matrix"] == 6
+    fig, data = architecture.architecture_figure(table.reset_index())
+    assert set(data.frame().series) == {"meta_params", "state_floats_per_param_matrix",
+                                        "flops_per_param_network"}
+
+
+def test_ablation_points_are_seed_means_per_variant():
+    runs = pd.read_parquet(REF / "lopt_ablation.parquet")
+    fig, data = __import__("bench.figures.ablation", fromlist=["x"]).ablation_figure(runs, "t")
+    shown = _check_read_back(fig, data)
+    loss = shown[shown.panel == "loss"]
+    plotted = data.frame()
+    plotted = plotted[plotted.panel == "loss"]
+    learned = runs[runs.optimizer.str.startswith("small_fc_lopt")
+                   & ~runs.optimizer.str.contains("stacked")]
+    expected = learned.groupby("optimizer").final_eval_loss.mean()
+    assert sorted(loss.x) == pytest.approx(sorted(expected))
+    assert "default" in plotted.change.tolist()
+    assert any("untrained" in t.get_text() for t in fig.texts)  # meta_trained=false is said
