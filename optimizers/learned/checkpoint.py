@@ -16,6 +16,11 @@ import numpy as np
 
 FORMAT_VERSION = 1
 _HEADER = "__header__"
+# The meta-trained checkpoints shipped with the project (see the README there).
+SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
+# Settings that change how an update is computed, not what it is: not part of a checkpoint's
+# identity, so a checkpoint loads under either execution path.
+EXECUTION_SETTINGS = ("path",)
 
 
 class CheckpointMismatchError(ValueError):
@@ -55,6 +60,20 @@ def save(path: str | os.PathLike, architecture: str, config: Any, theta: Any,
     return path
 
 
+def resolve(checkpoint: str | os.PathLike) -> Path:
+    """A checkpoint file from a path, or from the name of a shipped checkpoint
+    (``small_fc_lopt`` is optimizers/learned/checkpoints/small_fc_lopt.npz)."""
+    path = Path(checkpoint)
+    if path.is_file():
+        return path
+    shipped = SHIPPED_DIR / f"{path.name.removesuffix('.npz')}.npz"
+    if shipped.is_file() and (path.parent == Path(".") or path.resolve() == shipped):
+        return shipped
+    names = sorted(p.stem for p in SHIPPED_DIR.glob("*.npz"))
+    raise FileNotFoundError(f"optimizer.checkpoint={str(checkpoint)!r}: no such file, nor a "
+                            f"shipped checkpoint of that name (shipped: {names})")
+
+
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
     with np.load(path) as data:
         return json.loads(bytes(data[_HEADER]).decode())
@@ -63,9 +82,7 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
 def load(path: str | os.PathLike, architecture: str, config: Any, like: Any) -> Any:
     """Read ``theta`` saved by ``save``; ``like`` is a theta of the expected structure (e.g.
     from ``init_meta``). Raises ``CheckpointMismatchError`` on any disagreement."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    path = resolve(path)
     header = read_header(path)
     if header.get("format_version") != FORMAT_VERSION:
         raise CheckpointMismatchError(
@@ -74,9 +91,9 @@ def load(path: str | os.PathLike, architecture: str, config: Any, like: Any) -> 
         raise CheckpointMismatchError(
             f"{path} holds a {header.get('architecture')!r} optimizer, not {architecture!r}")
     expected = _config_dict(config)
-    if header.get("config") != expected:
-        diff = {k: (header["config"].get(k), v) for k, v in expected.items()
-                if header["config"].get(k) != v}
+    diff = {k: (header["config"].get(k), v) for k, v in expected.items()
+            if header["config"].get(k) != v and k not in EXECUTION_SETTINGS}
+    if diff:
         raise CheckpointMismatchError(
             f"{path}: saved with another {architecture} config; (saved, requested): {diff}")
     like_leaves, treedef = jax.tree.flatten(like)

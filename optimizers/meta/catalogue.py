@@ -1,0 +1,103 @@
+"""The catalogue of shipped meta-trained checkpoints: ``python -m optimizers.meta.catalogue``
+copies each one's outer curve from results/meta/<name>/ to results/reference/meta/<name>.parquet
+and writes optimizers/learned/checkpoints/README.md from the recipes stored in the checkpoints'
+headers, so the page can never disagree with the files."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from optimizers.learned import checkpoint as ckpt
+from optimizers.learned import get_architecture
+
+REFERENCE_CURVES = Path("results/reference/meta")
+
+INTRO = """# Meta-trained checkpoints
+
+Meta-parameters produced by this project's meta-training (`optimizers/meta/`), one `.npz` per
+learned optimizer or design variant. Load one with `optimizer.checkpoint=<name>` (its other
+settings must match the variant's, listed below). Rebuild them all with `make checkpoints`
+(recipes in the Makefile); this page is generated from the files' headers by
+`python -m optimizers.meta.catalogue`.
+
+Budget, honestly: each was meta-trained for a few thousand outer steps of PES (4 antithetic
+pairs x 30 inner steps each, so about 0.2-0.4 M inner steps per thousand outer steps) on the
+standard task alone, on a 2-core CPU in minutes. The paper's recipe runs 100k outer steps over
+a family of tasks on accelerators: these checkpoints are specialists for the standard task,
+not general-purpose learned optimizers, and their performance elsewhere is untested.
+
+"""
+
+
+def _settings(name: str, config: dict[str, Any]) -> str:
+    """The settings that differ from the architecture's defaults."""
+    defaults = dataclasses.asdict(get_architecture(name).Config())
+    changed = {k: v for k, v in config.items()
+               if k not in ckpt.EXECUTION_SETTINGS and list(_tuple(defaults.get(k))) != list(
+                   _tuple(v))}
+    return ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
+
+
+def _tuple(value: Any) -> tuple:
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """One catalogue row from a checkpoint's header."""
+    header = ckpt.read_header(path)
+    recipe = header.get("recipe", {})
+    est, outer = recipe.get("estimator", {}), recipe.get("outer", {})
+    family = ", ".join(
+        f"Fashion-MNIST {f['image_size']}x{f['image_size']} MLP "
+        f"{'x'.join(map(str, f['hidden_sizes']))} batch {f['batch_size']}"
+        for f in recipe.get("family", []))
+    return {
+        "checkpoint": path.stem,
+        "architecture": header["architecture"],
+        "settings": _settings(header["architecture"], header["config"]),
+        "estimator": (f"{est.get('kind', '?').upper()}, {est.get('particles')} pairs, "
+                      f"truncation {est.get('truncation')}, episodes {est.get('inner_length')},"
+                      f" std {est.get('std')}"),
+        "outer": (f"{recipe.get('outer_steps_done')} steps of Adam "
+                  f"(peak lr {outer.get('learning_rate')}, clip {outer.get('clip')})"),
+        "family": family,
+        "wall_time_min": round(recipe.get("wall_time_s", float("nan")) / 60, 1),
+        "machine": recipe.get("machine"),
+        "best_eval_loss": round(recipe.get("best_eval_loss", float("nan")), 4),
+        "curve": str(REFERENCE_CURVES / f"{path.stem}.parquet"),
+    }
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    lines = [INTRO, "| checkpoint | learned optimizer | settings | estimator | outer loop | "
+             "meta-trained on | wall time (min) | machine | best held-out loss* | outer curve |",
+             "|" + "---|" * 10]
+    for r in rows:
+        lines.append(f"| `{r['checkpoint']}` | {r['architecture']} | {r['settings']} | "
+                     f"{r['estimator']} | {r['outer']} | {r['family']} | {r['wall_time_min']} |"
+                     f" {r['machine']} | {r['best_eval_loss']} | `{r['curve']}` |")
+    lines += ["", "*Mean over 3 held-out seeds of the final training loss (mean of the last 10% "
+              "of 2,000 steps) on the standard task, the criterion that chose which outer step's "
+              "meta-parameters were kept.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    rows = []
+    for path in sorted(ckpt.SHIPPED_DIR.glob("*.npz")):
+        curve = Path("results/meta") / path.stem / "curve.parquet"
+        if curve.is_file():
+            REFERENCE_CURVES.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(curve, REFERENCE_CURVES / f"{path.stem}.parquet")
+        rows.append(describe(path))
+    (ckpt.SHIPPED_DIR / "README.md").write_text(render(rows))
+    print(pd.DataFrame(rows)[["checkpoint", "settings", "outer", "best_eval_loss"]].to_string())
+
+
+if __name__ == "__main__":
+    main()
