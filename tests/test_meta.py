@@ -156,3 +156,66 @@ def test_family_sampling_is_seeded_and_checked():
 def test_bad_estimator_settings_are_named(bad, match):
     with pytest.raises(ValueError, match=match.replace("(", r"\(")):
         EstimatorSettings(**bad)
+
+
+def _checkpointed_arms():
+    """(preset, optimizer name, settings) of every arm of a sweep preset that names a
+    checkpoint."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import CONF_DIR
+
+    for path in sorted((CONF_DIR / "sweep").glob("*.yaml")):
+        optimizers = OmegaConf.to_container(OmegaConf.load(path)).get("sweep", {}).get(
+            "optimizers", {})
+        for name, entries in (optimizers.items() if isinstance(optimizers, dict) else ()):
+            for settings in entries if isinstance(entries, list) else [entries]:
+                if isinstance(settings, dict) and settings.get("checkpoint"):
+                    yield pytest.param(name, settings, id=f"{path.stem}-{settings['checkpoint']}")
+
+
+@pytest.mark.parametrize("name, settings", list(_checkpointed_arms()))
+def test_presets_name_shipped_checkpoints_that_fit_their_settings(name, settings):
+    """Every checkpoint a preset names is shipped and loads into the settings the preset gives
+    it (a missing file or a mismatched variant fails here, not mid-sweep)."""
+    from omegaconf import OmegaConf
+
+    from optimizers.learned import learned_optimizer
+    from tests.conftest import CONF_DIR
+
+    config = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "optimizer" / f"{name}.yaml"))
+    config.pop("_target_")
+    learned_optimizer(**{**config, **settings})
+
+
+@pytest.mark.parametrize("lopt", ["small_fc_lopt", "mlp_lopt"])
+def test_meta_train_config_composes_into_settings(lopt):
+    """conf/meta_train.yaml with each learned optimizer gives valid estimator, outer-loop and
+    family settings and the optimizer's initial meta-parameters; a bad key is named."""
+    import hydra
+
+    from optimizers.learned.common import count_params
+    from optimizers.meta import train
+    from optimizers.meta.problems import ProblemSpec
+    from tests.conftest import CONF_DIR
+
+    with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra.compose(config_name="meta_train", overrides=[f"optimizer={lopt}"])
+        bad = hydra.compose(config_name="meta_train", overrides=["+meta.particle=3"])
+    name, _, theta = train.lopt_from_config(cfg.optimizer)
+    assert name == lopt and count_params(theta) > 0
+    assert train._settings(cfg.meta, EstimatorSettings, "meta").kind == "pes"
+    assert train._settings(cfg.outer, OuterSettings, "outer").steps >= 1
+    train._settings(cfg.evaluation, ProblemSpec, "evaluation")
+    with pytest.raises(ValueError, match="meta.particle: unknown setting"):
+        train._settings(bad.meta, EstimatorSettings, "meta")
+
+
+def test_checkpoint_catalogue_lists_every_shipped_checkpoint():
+    from optimizers.learned.checkpoint import SHIPPED_DIR
+
+    page = (SHIPPED_DIR / "README.md").read_text()
+    shipped = sorted(SHIPPED_DIR.glob("*.npz"))
+    assert shipped
+    for path in shipped:
+        assert f"`{path.stem}`" in page, f"{path.name} is missing from {SHIPPED_DIR}/README.md"

@@ -31,6 +31,10 @@ standard task alone, on a 2-core CPU in minutes. The paper's recipe runs 100k ou
 a family of tasks on accelerators: these checkpoints are specialists for the standard task,
 not general-purpose learned optimizers, and their performance elsewhere is untested.
 
+Meta-parameters start from `init_meta` with seed 0, except `small_fc_lopt_hidden1` (seed 2):
+at seed 0 the weight between its two width-1 ReLU layers is negative, so every update is zero
+and PES gets no signal (its seed-0 run stayed at loss ln 10 = 2.3026 for 3,000 outer steps).
+
 """
 
 

@@ -80,6 +80,7 @@ def run(cfg: DictConfig) -> Path:
         "outer": dataclasses.asdict(outer),
         "family": [dataclasses.asdict(s) for s in specs],
         "evaluation_problem": dataclasses.asdict(evaluation),
+        "initialisation": cfg.optimizer.get("checkpoint") or f"seed {cfg.optimizer.get('seed', 0)}",
         "outer_steps_done": int(curve["outer_step"].max()),
         "wall_time_s": float(curve["wall_time_s"].max()),
         "best_eval_loss": float(state.best_eval),
