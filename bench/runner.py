@@ -120,14 +120,27 @@ def _step_functions(task: Task, tx: optax.GradientTransformationExtraArgs):
     return grad_fn, update_fn, step_fn, train_chunk
 
 
-def _evaluate(eval_loss, params, task: Task) -> float:
-    """Mean loss over the whole evaluation split, weighting batches by their size."""
-    total, count = 0.0, 0
+def _eval_function(task: Task):
+    """The loss and the task's metrics (if any) of one batch, as one jitted dict."""
+
+    def evaluate(params, batch):
+        extra = task.metrics(params, batch) if task.metrics is not None else {}
+        return {**extra, "loss": task.loss(params, batch)}
+
+    return jax.jit(evaluate)
+
+
+def _evaluate(eval_fn, params, task: Task) -> tuple[float, dict[str, float]]:
+    """Mean loss and metrics over the whole evaluation split, weighting batches by size."""
+    totals: dict[str, float] = {}
+    count = 0
     for batch in task.eval_batches():
         n = len(next(iter(batch.values())))
-        total += float(eval_loss(params, batch)) * n
+        for name, value in eval_fn(params, batch).items():
+            totals[name] = totals.get(name, 0.0) + float(value) * n
         count += n
-    return total / count
+    means = {name: total / count for name, total in totals.items()}
+    return means.pop("loss"), means
 
 
 def _scanned(fn_step, length: int, stacked: bool):
@@ -276,7 +289,8 @@ def run(task: Task, tx: optax.GradientTransformationExtraArgs, settings: RunSett
         seed: int = 0) -> RunResult:
     """Train ``tx`` on ``task`` for ``settings.steps`` steps and measure it."""
     memory.reset_peak_rss()
-    summary: dict[str, Any] = {"steps": settings.steps, **measure_costs(task, tx, settings, seed)}
+    summary: dict[str, Any] = {"steps": settings.steps, "num_classes": task.num_classes,
+                               **measure_costs(task, tx, settings, seed)}
     if settings.steps == 0:  # timing-only run
         summary.update(steps_completed=0, **_memory_peaks())
         return RunResult("ok", summary, pd.DataFrame(columns=["step", "split", "loss",
@@ -285,7 +299,7 @@ def run(task: Task, tx: optax.GradientTransformationExtraArgs, settings: RunSett
 
     train_chunk = jax.jit(fns[3], donate_argnums=(0, 1))
     compiled_chunks: dict[int, Any] = {}
-    eval_loss = jax.jit(task.loss)
+    eval_fn = _eval_function(task)
     params = task.init(jax.random.key(seed))
     opt_state = _fresh_state(tx, params)
     batches = task.train_batches(seed)
@@ -293,10 +307,13 @@ def run(task: Task, tx: optax.GradientTransformationExtraArgs, settings: RunSett
     train_losses: list[np.ndarray] = []
     train_walls: list[np.ndarray] = []
     evals: list[tuple[int, float, float]] = []
+    eval_metrics: list[dict[str, float]] = []
     status, limit = "ok", np.inf
 
     with eval_clock:
-        evals.append((0, _evaluate(eval_loss, params, task), 0.0))
+        loss, metrics = _evaluate(eval_fn, params, task)
+        evals.append((0, loss, 0.0))
+        eval_metrics.append(metrics)
     for start, end in _chunk_bounds(settings.steps, settings.chunk_steps, settings.eval_every):
         stacked = {k: np.stack(v) for k, v in _gather(batches, end - start).items()}
         if end - start not in compiled_chunks:  # compile off the training clock
@@ -319,17 +336,24 @@ def run(task: Task, tx: optax.GradientTransformationExtraArgs, settings: RunSett
             break
         if end % settings.eval_every == 0 or end == settings.steps:
             with eval_clock:
-                evals.append((end, _evaluate(eval_loss, params, task), train_clock.total))
+                loss, metrics = _evaluate(eval_fn, params, task)
+                evals.append((end, loss, train_clock.total))
+                eval_metrics.append(metrics)
 
     losses = np.concatenate(train_losses)
     tail = max(1, len(losses) // 10)
     eval_values = [loss for _, loss, _ in evals]
+    accuracies = [m.get("accuracy", np.nan) for m in eval_metrics]
     summary.update(
         steps_completed=len(losses) if status == "ok" else len(losses) - 1,
         final_train_loss=float(np.mean(losses[-tail:])),
         last_train_loss=float(losses[-1]),
         final_eval_loss=eval_values[-1] if status == "ok" else float("nan"),
         best_eval_loss=float(np.nanmin(eval_values)),
+        first_train_loss=float(losses[0]),
+        final_eval_accuracy=accuracies[-1] if status == "ok" else float("nan"),
+        best_eval_accuracy=float("nan") if np.all(np.isnan(accuracies)) else float(
+            np.nanmax(accuracies)),
         train_time_s=train_clock.total,
         eval_time_s=eval_clock.total,
         **_memory_peaks(),

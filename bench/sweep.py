@@ -204,12 +204,18 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({
         "runs": grouped.size(),
         "ok": grouped.status.apply(lambda s: int((s == "ok").sum())),
+        "params": grouped.num_params.first(),
+        **({"train_loss_first": grouped.first_train_loss.mean(),
+            "train_loss_final": grouped.final_train_loss.mean()}
+           if "first_train_loss" in runs else {}),
         "eval_loss": grouped.final_eval_loss.mean(),
         "eval_loss_sd": grouped.final_eval_loss.std(),
         "step_us": grouped.step_time_median_s.median() * 1e6,
         "step/sgd": grouped.step_over_sgd_step.median(),
         "update_us": grouped.update_time_median_s.median() * 1e6,
         "state_floats/param": grouped.opt_state_floats_per_param.mean(),
+        **({"eval_acc": grouped.final_eval_accuracy.mean()}
+           if "final_eval_accuracy" in runs else {}),
     })
     return table.sort_values(["eval_loss"]).round(4)
 

@@ -33,6 +33,11 @@ class Task:
       eval_batches: ``eval_batches()`` yields the evaluation split once, in a fixed order.
       abstract_batch: a pytree of ``jax.ShapeDtypeStruct`` shaped like one training batch.
       hparams: the task's settings, recorded as ``task_*`` columns.
+      metrics: optional ``metrics(params, batch) -> {name: scalar}``, batch means evaluated
+        beside the loss (``{"accuracy": ...}`` for classifiers).
+      num_classes: number of classes for a classification loss (losses are clipped at
+        1.5 * ln(num_classes) when normalised); None for other losses.
+      step_budget: the default number of training steps for this task.
     """
 
     name: str
@@ -44,6 +49,9 @@ class Task:
     eval_batches: Callable[[], Iterator[Batch]]
     abstract_batch: Mapping[str, jax.ShapeDtypeStruct]
     hparams: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Callable[[Params, Batch], Mapping[str, jax.Array]] | None = None
+    num_classes: int | None = None
+    step_budget: int = 2000
 
 
 def num_params(task: Task) -> int:

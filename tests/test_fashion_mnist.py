@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.data import fashion_mnist
+from tasks.data import cache, fashion_mnist
+from tasks.data import images as images_module
 from tasks.data.idx import read_idx
 from tasks.data.resize import area_weights, resize_area
 
@@ -59,14 +60,18 @@ def test_loaded_arrays_are_read_only(test8):
     assert not labels.flags.writeable
 
 
-def test_loading_is_deterministic(test8):
-    """Reading the files again from disk (caches cleared) gives identical arrays."""
-    fashion_mnist._load_resized.cache_clear()
-    fashion_mnist._load_split.cache_clear()
-    images, labels = fashion_mnist.load("test", 8)
-    assert images is not test8[0]
-    np.testing.assert_array_equal(images, test8[0])
-    np.testing.assert_array_equal(labels, test8[1])
+def test_loading_is_deterministic(test8, tmp_path, monkeypatch):
+    """Reading the files again (per-process cache cleared, an empty disk cache) and then again
+    from the disk cache gives identical arrays."""
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    for _ in range(2):
+        images_module._load.cache_clear()
+        images, labels = fashion_mnist.load("test", 8)
+        assert images is not test8[0]
+        np.testing.assert_array_equal(images, test8[0])
+        np.testing.assert_array_equal(labels, test8[1])
+    assert list(tmp_path.glob("fashion_mnist-*.npz")), "the second load did not use a disk cache"
+    images_module._load.cache_clear()
 
 
 def test_resize_keeps_dataset_mean():

@@ -29,3 +29,24 @@ def read_idx(path: Path) -> np.ndarray:
     if data.size != int(np.prod(shape)):
         raise ValueError(f"{path}: header says {shape} but holds {data.size} bytes (truncated?)")
     return data.reshape(shape)
+
+
+# The standard file names of (Fashion-)MNIST, per split: images then labels.
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def read_idx_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images [N, H, W] and labels [N] of one split from a folder of IDX files."""
+    image_stem, label_stem = IDX_FILES[split]
+    found = []
+    for stem in (image_stem, label_stem):
+        for name in (stem + ".gz", stem):
+            if (folder / name).is_file():
+                found.append(folder / name)
+                break
+        else:
+            raise FileNotFoundError(f"{folder}: no {stem}[.gz]")
+    return read_idx(found[0]), read_idx(found[1])
