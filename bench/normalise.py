@@ -82,8 +82,9 @@ def build_reference(runs: pd.DataFrame, curves: pd.DataFrame,
                     optimizer: str = "adam") -> tuple[pd.DataFrame, pd.DataFrame]:
     """The tuned-``optimizer`` envelope per task (long table: task, step, adam_loss, ...) and
     the per-learning-rate summary it came from (task, learning_rate, final smoothed loss)."""
-    chosen = runs[(runs.optimizer == optimizer) & runs.status.isin(SCORED_STATUSES)
-                  & (runs.steps > 0)]
+    # A grid arm's name carries its settings: "adam(learning_rate=0.001)".
+    named = (runs.optimizer == optimizer) | runs.optimizer.str.startswith(optimizer + "(")
+    chosen = runs[named & runs.status.isin(SCORED_STATUSES) & (runs.steps > 0)]
     if chosen.empty:
         raise ValueError(f"no finished {optimizer} training runs to build a reference from")
     train = _train_curves(curves)
