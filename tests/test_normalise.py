@@ -31,6 +31,7 @@ def _tables(curves_by_run: dict[str, tuple[str, float, int, np.ndarray]],
         rows.append({"run_id": rid, "task": task, "optimizer": "adam", "seed": seed,
                      "opt_learning_rate": rate, "steps": STEPS, "num_params": 10,
                      "num_classes": num_classes, "status": (status or {}).get(rid, "ok"),
+                     "steps_completed": len(losses),
                      "final_train_loss": float(np.mean(losses[-max(1, len(losses) // 10):]))})
         long.append(pd.DataFrame({"run_id": rid, "step": np.arange(len(losses)),
                                   "split": "train", "loss": losses}))
@@ -167,3 +168,16 @@ def test_stored_reference_is_well_formed():
         assert np.all(np.diff(group.adam_loss.to_numpy()) <= 0)
         assert np.all(np.isfinite(group.adam_loss))
         assert list(group.step) == list(range(len(group)))
+
+
+def test_without_curves_only_the_loss_ratio():
+    """With curves=None the loss ratio comes from the runs table (steps_completed) and the
+    speedups are NaN; runs that failed are not scored."""
+    runs, curves = _adam_sweep()
+    reference, _ = normalise.build_reference(runs, curves)
+    with_curves = normalise.add_scores(runs, curves, reference)
+    without = normalise.add_scores(runs, None, reference)
+    np.testing.assert_allclose(without.loss_over_adam, with_curves.loss_over_adam)
+    assert without.speedup_over_adam.isna().all()
+    failed = runs.assign(status="error")
+    assert normalise.add_scores(failed, curves, reference).loss_over_adam.isna().all()
