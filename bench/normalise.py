@@ -127,17 +127,20 @@ def load_reference(path: str | Path = DEFAULT_REFERENCE) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def add_scores(runs: pd.DataFrame, curves: pd.DataFrame | None,
+def add_scores(runs: pd.DataFrame, curves: pd.DataFrame,
                reference: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with loss_over_adam, speedup_over_adam (at the run's last step) and
     speedup_over_adam_mean (over its steps); NaN where a task has no reference, a run has no
-    training curve (``curves=None`` gives the loss ratio alone, at step steps_completed - 1),
-    or (loss_over_adam) the run is longer than the reference."""
+    training curve or did not finish (error, oom), or (loss_over_adam) the run is longer than
+    the reference."""
+    if curves is None:
+        raise TypeError("add_scores needs the curves table (curves.parquet): the scores are "
+                        "read off each run's training curve")
     out = runs.copy()
     for column in ("loss_over_adam", "speedup_over_adam", "speedup_over_adam_mean"):
         out[column] = np.nan
     references = {task: group.sort_values("step") for task, group in reference.groupby("task")}
-    train = _train_curves(curves) if curves is not None else {}
+    train = _train_curves(curves)
     for index, row in out.iterrows():
         ref = references.get(row["task"])
         if ref is None or row.get("status") not in SCORED_STATUSES:
@@ -145,17 +148,13 @@ def add_scores(runs: pd.DataFrame, curves: pd.DataFrame | None,
         adam_loss = ref.adam_loss.to_numpy(np.float64)
         clip = float(ref.loss_clip.iloc[0])
         losses = train.get(row["run_id"])
-        if losses is not None:
-            last = len(losses) - 1
-        else:
-            completed = row.get("steps_completed", np.nan)
-            last = int(completed) - 1 if pd.notna(completed) and completed > 0 else -1
-        final = row.get("final_train_loss", np.nan)
-        final = clip if not np.isfinite(final) else min(float(final), clip)
-        if 0 <= last < len(adam_loss):
-            out.loc[index, "loss_over_adam"] = final / adam_loss[last]
         if losses is None or len(losses) < 2:
             continue
+        last = len(losses) - 1
+        final = row.get("final_train_loss", np.nan)
+        final = clip if not np.isfinite(final) else min(float(final), clip)
+        if last < len(adam_loss):
+            out.loc[index, "loss_over_adam"] = final / adam_loss[last]
         clipped = np.minimum(np.where(np.isfinite(losses), losses, np.inf), clip)
         speedups = speedup_curve(adam_loss, ema(clipped))
         out.loc[index, "speedup_over_adam"] = speedups[-1]

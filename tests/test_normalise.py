@@ -170,14 +170,12 @@ def test_stored_reference_is_well_formed():
         assert list(group.step) == list(range(len(group)))
 
 
-def test_without_curves_only_the_loss_ratio():
-    """With curves=None the loss ratio comes from the runs table (steps_completed) and the
-    speedups are NaN; runs that failed are not scored."""
+
+def test_failed_runs_and_missing_curves():
+    """Runs that failed (error) are not scored; a missing curves table is a TypeError."""
     runs, curves = _adam_sweep()
     reference, _ = normalise.build_reference(runs, curves)
-    with_curves = normalise.add_scores(runs, curves, reference)
-    without = normalise.add_scores(runs, None, reference)
-    np.testing.assert_allclose(without.loss_over_adam, with_curves.loss_over_adam)
-    assert without.speedup_over_adam.isna().all()
     failed = runs.assign(status="error")
     assert normalise.add_scores(failed, curves, reference).loss_over_adam.isna().all()
+    with pytest.raises(TypeError, match="curves"):
+        normalise.add_scores(runs, None, reference)
