@@ -36,17 +36,37 @@ class PlannedRun:
     overrides: tuple[str, ...]
     config: DictConfig = field(repr=False, compare=False)
     optimizer_config: str = ""  # the optimizer's config file name, when its target is unchanged
+    code_version: str | None = None  # see bench.code_version; None: not part of the identity
+    vmapped: bool = False  # trained with other seeds in one program (bench.vmapped)
+
+    @property
+    def config_identity(self) -> dict[str, Any]:
+        """What the config says about the run: optimizer, task, run settings, seed and how the
+        run is executed (vmapped or not; the latter adds nothing, keeping older ids valid)."""
+        pick = {k: OmegaConf.to_container(self.config[k], resolve=True)
+                for k in ("optimizer", "task", "run")}
+        return {**pick, "seed": self.seed, **({"vmapped": True} if self.vmapped else {})}
 
     @property
     def identity(self) -> dict[str, Any]:
-        """Everything that defines the run's result; hashed into its run id."""
-        pick = {k: OmegaConf.to_container(self.config[k], resolve=True)
-                for k in ("optimizer", "task", "run")}
-        return {**pick, "seed": self.seed}
+        """Everything that defines the run's result, the code version included; hashed into
+        its run id."""
+        code = {} if self.code_version is None else {"code": self.code_version}
+        return {**self.config_identity, **code}
 
     @property
     def run_id(self) -> str:
         return run_id(self.identity)
+
+    @property
+    def config_id(self) -> str:
+        """The run's id without the code version: the same run under other code shares it."""
+        return run_id(self.config_identity)
+
+    @property
+    def seed_group(self) -> str:
+        """Runs that differ only in seed share this key (they can train as one program)."""
+        return run_id({k: v for k, v in self.config_identity.items() if k != "seed"})
 
 
 def override_key(override: str) -> str:
@@ -93,8 +113,11 @@ def plan_runs(
     sweep: Mapping[str, Any],
     cli_overrides: Sequence[str],
     compose: Callable[[list[str]], DictConfig],
+    code_version: str | None = None,
+    vmapped: bool = False,
 ) -> list[PlannedRun]:
-    """All runs of ``sweep`` in execution order (task, then optimizer, then seed)."""
+    """All runs of ``sweep`` in execution order (task, then optimizer, then seed), each with
+    ``code_version`` in its identity and marked ``vmapped`` when seeds train together."""
     for key in AXES.values():
         if not sweep.get(key):
             raise SweepConfigError(f"sweep.{key} is empty: nothing to run")
@@ -111,8 +134,8 @@ def plan_runs(
         seeds = [int(chosen["seed"])] if "seed" in chosen else [int(s) for s in sweep["seeds"]]
     except ValueError as exc:
         raise SweepConfigError(f"seed: expected integers ({exc})") from exc
-    passthrough = [o for o in cli_overrides
-                   if override_key(o) not in AXES and not override_key(o).startswith("hydra.")]
+    passthrough = [o for o in cli_overrides if override_key(o) not in AXES
+                   and not override_key(o).startswith(("hydra.", "hydra/"))]
     cli_keys = {override_key(o) for o in passthrough}
     custom_target = "optimizer._target_" in cli_keys
 
@@ -130,8 +153,23 @@ def plan_runs(
                 label = str(config.optimizer["_target_"]).rsplit(".", 1)[-1] if custom_target \
                     else opt.label
                 runs.append(PlannedRun(label, task.label, seed, tuple(overrides), config,
-                                       "" if custom_target else opt.name))
+                                       "" if custom_target else opt.name, code_version,
+                                       vmapped))
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise SweepConfigError("the sweep plans the same run twice (identical configs)")
     return runs
+
+
+def seed_groups(runs: Sequence[PlannedRun]) -> list[list[PlannedRun]]:
+    """``runs`` grouped by everything but the seed, in order of first appearance."""
+    groups: dict[str, list[PlannedRun]] = {}
+    for planned in runs:
+        groups.setdefault(planned.seed_group, []).append(planned)
+    return list(groups.values())
+
+
+def shard(items: Sequence[Any], index: int, count: int) -> list[Any]:
+    """Shard ``index`` of ``count``: every count-th item from the index-th, so that shards of
+    one plan are disjoint, cover it, and are near equal in size."""
+    return list(items[index::count])

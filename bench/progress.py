@@ -32,11 +32,14 @@ class Progress:
         self._run_started = time.perf_counter()
         print(f"{self._prefix()} {label} ...", file=self.stream, flush=True)
 
-    def finish(self, outcome: str) -> None:
+    def finish(self, outcome: str, label: str | None = None) -> None:
+        """A run ended with ``outcome``; ``label`` names it where its start line is not the
+        line just above (runs in parallel, seeds trained together)."""
         now = time.perf_counter()
         prefix = self._prefix()
         self.done += 1
         elapsed = now - self.started
         remaining = elapsed / self.done * (self.total - self.done)
-        print(f"{prefix}   {outcome} in {now - self._run_started:.1f}s | elapsed "
+        named = f"{label}: " if label else ""
+        print(f"{prefix}   {named}{outcome} in {now - self._run_started:.1f}s | elapsed "
               f"{_clock(elapsed)}, remaining ~{_clock(remaining)}", file=self.stream, flush=True)

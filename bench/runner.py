@@ -51,6 +51,9 @@ class RunSettings:
       warmup_steps: untimed calls before timing.
       divergence_factor: a training loss above this multiple of the first step's loss (or a
         non-finite one) marks the run diverged.
+      timing: time the step, gradient and update (a timing-grade run, which a sweep never
+        runs beside another); false for a throughput-only run (step times left empty), which
+        may share the machine.
     """
 
     steps: int = 2000
@@ -62,6 +65,7 @@ class RunSettings:
     timing_budget_s: float = 5.0
     warmup_steps: int = 3
     divergence_factor: float = 10.0
+    timing: bool = True
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_every", "chunk_steps", "timing_steps", "timing_block",
@@ -81,6 +85,8 @@ class RunSettings:
         if self.timing_protocol not in ("scan", "per_call"):
             raise ValueError(
                 f"run.timing_protocol={self.timing_protocol!r}: expected 'scan' or 'per_call'")
+        if not isinstance(self.timing, bool):
+            raise ValueError(f"run.timing={self.timing!r}: expected true or false")
         if not self.divergence_factor > 1:
             raise ValueError(f"run.divergence_factor={self.divergence_factor}: must exceed 1")
 
@@ -225,6 +231,8 @@ def measure_costs(task: Task, tx: optax.GradientTransformationExtraArgs, setting
     loss, grads = grad(params, batch)
     update = jax.jit(update_fn, donate_argnums=(0, 1)).lower(params, opt_state, grads, loss)
     out.update(compiled_costs(update.compile(), "update"))
+    if not settings.timing:  # throughput-only: no step times
+        return out
 
     protocol, block = settings.timing_protocol, settings.timing_block
     per_call = protocol == "per_call"

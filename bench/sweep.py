@@ -1,9 +1,10 @@
 """The sweep entry point: ``python -m bench.sweep sweep=<preset> [overrides]``.
 
 Plans every run of the preset and checks all of them (configs, hyperparameters, data, the
-results folder) before any work; then runs them one by one, writing each run's record as it
-finishes, skipping runs already recorded; finally merges the records into
-``results/<name>/runs.parquet`` and ``curves.parquet`` and draws the figures.
+results folder) before any work; then runs the runs not yet recorded (one by one, or
+``sweep.jobs`` at a time, or this shard's part of them under a cluster launcher), writing each
+run's record as it finishes; finally merges the records into ``results/<name>/runs.parquet``
+and ``curves.parquet`` and draws the figures.
 """
 
 from __future__ import annotations
@@ -29,8 +30,17 @@ import pandas as pd  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from bench.plan import PlannedRun, SweepConfigError, plan_runs  # noqa: E402
+from bench.code_version import code_version  # noqa: E402
+from bench.plan import (  # noqa: E402
+    PlannedRun,
+    SweepConfigError,
+    plan_runs,
+    seed_groups,
+    shard,
+)
+from bench.pool import Placement, run_pool, visible_gpus  # noqa: E402
 from bench.records import FINISHED, RecordStore  # noqa: E402
+from bench.sweep_settings import SweepSettings  # noqa: E402
 from optimizers.analytic import update_cost  # noqa: E402
 
 _OOM_MARKERS = ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory", "OOM")
@@ -56,6 +66,8 @@ def config_columns(planned: PlannedRun, sweep_name: str) -> dict[str, Any]:
     meta_trained = optimizer.get("checkpoint") is not None if "checkpoint" in optimizer else None
     return {
         "run_id": planned.run_id,
+        "config_id": planned.config_id,
+        "code_version": planned.code_version,
         "sweep": sweep_name,
         "optimizer": planned.optimizer,
         "task": planned.task,
@@ -106,38 +118,54 @@ class Sweep:
             except Exception as exc:  # Hydra's InstantiationException and the like
                 raise SweepConfigError(f"{where}: {type(exc).__name__}: {exc}") from exc
 
-    def execute(self, planned: PlannedRun, sweep_name: str,
-                isolated: bool = False) -> tuple[dict[str, Any], Any]:
-        """Run one planned run in this process; any failure becomes a row with status error or
-        oom. ``isolated`` says whether this process runs nothing else (memory peaks are then
-        the run's own)."""
+    def execute(self, work: list[PlannedRun], sweep_name: str,
+                context: dict[str, Any] | None = None) -> list[tuple[dict[str, Any], Any]]:
+        """Run one work item (a run, or seeds to train together) in this process; any failure
+        becomes rows with status error or oom. ``context`` holds columns about where it ran
+        (isolated, timing_exclusive, concurrent_jobs, process_start_s, compile_cache)."""
         from bench.hardware import host_facts
-        from bench.runner import run
         from optimizers import build_optimizer
 
-        row = {**config_columns(planned, sweep_name), **host_facts()}
+        rows = [{**config_columns(p, sweep_name), **host_facts(), **(context or {})}
+                for p in work]
         started = time.perf_counter()
-        row["started_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-        curves = None
+        began = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        results: list[Any] = [None] * len(work)
         try:
+            planned = work[0]
             settings = run_settings(planned)
-            result = run(self.task(planned.config.task), build_optimizer(planned.config.optimizer),
-                         settings, seed=planned.seed)
-            row.update(result.summary, status=result.status, error=None)
-            curves = result.curves
+            task, tx = self.task(planned.config.task), build_optimizer(planned.config.optimizer)
+            if planned.vmapped:
+                from bench.vmapped import run_seeds
+
+                results = run_seeds(task, tx, settings, [p.seed for p in work])
+            else:
+                from bench.runner import run
+
+                results = [run(task, tx, settings, seed=planned.seed)]
         except Exception as exc:  # one failed run never stops a sweep
             message = f"{type(exc).__name__}: {exc}"
             oom = any(marker in message for marker in _OOM_MARKERS)
-            row.update(status="oom" if oom else "error", error=message[:2000],
-                       traceback="".join(traceback.format_exc())[-4000:])
-        row["isolated"] = isolated
-        row["wall_time_s"] = time.perf_counter() - started
-        row["finished_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-        return row, curves
+            for row in rows:
+                row.update(status="oom" if oom else "error", error=message[:2000],
+                           traceback="".join(traceback.format_exc())[-4000:])
+        finished = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        out = []
+        for row, result in zip(rows, results):
+            if result is not None:
+                row.update(result.summary, status=result.status, error=None)
+                if not planned.vmapped and row.get("train_time_s"):
+                    row["throughput_steps_per_s"] = row["steps_completed"] / row["train_time_s"]
+            row.update(started_at=began, finished_at=finished,
+                       run_s=time.perf_counter() - started,
+                       vmapped_seeds=len(work) if work[0].vmapped else 1)
+            out.append((row, None if result is None else result.curves))
+        return out
 
 
-def run_isolated(planned: PlannedRun, sweep_name: str, store: RecordStore) -> dict[str, Any]:
-    """Run ``planned`` in a fresh worker process and return the row it recorded.
+def run_isolated(work: list[PlannedRun], sweep_name: str, store: RecordStore,
+                 context: dict[str, Any], env: dict[str, str]) -> list[dict[str, Any]]:
+    """Run a work item in a fresh worker process and return the rows it recorded.
 
     A worker that dies without recording (killed, out of host memory, a crash in native code)
     is recorded here with status oom (killed by SIGKILL, the kernel's OOM killer's signal) or
@@ -149,29 +177,36 @@ def run_isolated(planned: PlannedRun, sweep_name: str, store: RecordStore) -> di
     started = datetime.datetime.now(datetime.timezone.utc).isoformat()
     clock = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "bench.worker"],
-                          input=payload(planned, sweep_name, store.folder),
-                          capture_output=True, text=True)
-    row = store.read_row(planned.run_id)
-    if proc.returncode == 0 and row is not None and row.get("started_at", "") >= started:
-        return row
+                          input=payload(work, sweep_name, store.folder, context),
+                          capture_output=True, text=True, env={**os.environ, **env})
+    rows = [store.read_row(p.run_id) for p in work]
+    if proc.returncode == 0 and all(r is not None and r.get("started_at", "") >= started
+                                    for r in rows):
+        return rows
     killed = proc.returncode == -signal.SIGKILL
     tail = (proc.stderr or proc.stdout or "")[-2000:]
-    row = {**config_columns(planned, sweep_name), **host_facts(), "started_at": started,
-           "status": "oom" if killed or any(m in tail for m in _OOM_MARKERS) else "error",
-           "error": f"worker exited with code {proc.returncode}: {tail}", "isolated": True,
-           "wall_time_s": time.perf_counter() - clock,
-           "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
-    store.write(row, None)
-    return row
+    out = []
+    for planned in work:
+        row = {**config_columns(planned, sweep_name), **host_facts(), **context,
+               "started_at": started,
+               "status": "oom" if killed or any(m in tail for m in _OOM_MARKERS) else "error",
+               "error": f"worker exited with code {proc.returncode}: {tail}",
+               "run_s": time.perf_counter() - clock,
+               "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+        store.write(row, None)
+        out.append(row)
+    return out
 
 
-def should_isolate(setting: Any) -> bool:
+def should_isolate(setting: Any, jobs: int = 1) -> bool:
     """``sweep.isolate``: true, false, or auto (isolate where the device keeps an allocator peak,
-    which only a fresh process can attribute to one run)."""
+    which only a fresh process can attribute to one run, or where runs go in parallel)."""
     if isinstance(setting, bool):
         return setting
     if str(setting).lower() != "auto":
         raise SweepConfigError(f"sweep.isolate={setting!r}: expected true, false or auto")
+    if jobs > 1:
+        return True
     from bench.memory import peak_device_bytes
 
     return peak_device_bytes() is not None
@@ -189,10 +224,12 @@ def _check_writable(folder: Path) -> None:
 def _outcome(row: dict[str, Any]) -> str:
     if row["status"] == "ok":
         loss = row.get("final_eval_loss")
-        return (f"ok: {'timing only' if loss is None else f'eval loss {loss:.4f}'}, step "
-                f"{row['step_time_median_s'] * 1e6:.1f} us "
-                f"({row['step_over_sgd_step']:.2f}x SGD's), state "
-                f"{row['opt_state_floats_per_param']:.2f} floats/param")
+        step = row.get("step_time_median_s")
+        timing = (f"step {step * 1e6:.1f} us ({row['step_over_sgd_step']:.2f}x SGD's)"
+                  if step is not None else
+                  f"throughput only: {row.get('throughput_steps_per_s') or 0:.0f} steps/s")
+        return (f"ok: {'timing only' if loss is None else f'eval loss {loss:.4f}'}, {timing}, "
+                f"state {row['opt_state_floats_per_param']:.2f} floats/param")
     if row["status"] == "diverged":
         return f"diverged after {row.get('steps_completed')} steps"
     return f"{row['status']}: {row['error'][:200]}"
@@ -200,6 +237,9 @@ def _outcome(row: dict[str, Any]) -> str:
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per task and optimizer: status counts, loss over seeds, step/update times, state size."""
+    needed = ("final_eval_loss", "step_time_median_s", "step_over_sgd_step",
+              "update_time_median_s", "opt_state_floats_per_param")
+    runs = runs.assign(**{c: float("nan") for c in needed if c not in runs})
     grouped = runs.groupby(["task", "optimizer"], sort=True)
     table = pd.DataFrame({
         "runs": grouped.size(),
@@ -220,77 +260,210 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["eval_loss"]).round(4)
 
 
+class Decision:
+    """Which planned runs to run, and why the others are skipped (printed for the user)."""
+
+    def __init__(self, runs: list[PlannedRun], store: RecordStore,
+                 settings: SweepSettings) -> None:
+        skip = () if settings.force else FINISHED if settings.retry_failed else (
+            *FINISHED, "error", "oom")
+        recorded = store.run_ids()
+        self.todo: list[PlannedRun] = []
+        self.skipped: dict[str, int] = {}
+        self.reasons: dict[str, int] = {}
+        self.stale = sorted(recorded - {r.run_id for r in runs})
+        other_code = {row.get("config_id") for row in map(store.read_row, self.stale) if row}
+        for planned in runs:
+            row = store.read_row(planned.run_id) if planned.run_id in recorded else None
+            status = None if row is None else row.get("status")
+            if status in skip:
+                kind = "finished" if status in FINISHED else "failed"
+                self.skipped[kind] = self.skipped.get(kind, 0) + 1
+                continue
+            self.todo.append(planned)
+            reason = ("forced (sweep.force=true)" if settings.force and status in FINISHED else
+                      "failed before, retried" if status in ("error", "oom") else
+                      f"unreadable record {store.row_path(planned.run_id)}"
+                      if planned.run_id in recorded else
+                      "recorded under another code version" if planned.config_id in other_code
+                      else "new")
+            self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+    def describe(self, name: str, planned: int, folder: Path) -> str:
+        skipped = sum(self.skipped.values())
+        why = []
+        if self.skipped.get("finished"):
+            why.append(f"{self.skipped['finished']} finished (ok or diverged; sweep.force=true "
+                       "reruns them)")
+        if self.skipped.get("failed"):
+            why.append(f"{self.skipped['failed']} failed (error or oom; "
+                       "sweep.retry_failed=true retries them)")
+        todo = ", ".join(f"{n} {r}" for r, n in self.reasons.items())
+        return (f"sweep '{name}': {planned} runs planned, {skipped} already recorded and "
+                f"skipped{' (' + '; '.join(why) + ')' if why else ''}, {len(self.todo)} to run"
+                f"{' (' + todo + ')' if todo else ''}; results in {folder}/")
+
+
+def _tables_current(store: RecordStore, figures: bool) -> bool:
+    """Whether runs.parquet (and the figures) are newer than every record."""
+    runs = store.folder / "runs.parquet"
+    if not runs.exists() or (figures and not (store.folder / "figures").is_dir()):
+        return False
+    newest = max((p.stat().st_mtime for p in store.records.glob("*.json")), default=0.0)
+    return runs.stat().st_mtime >= newest
+
+
+def _report(store: RecordStore, planned_ids: set[str] | None, figures: bool,
+            rewrite: bool) -> None:
+    """Merge the records into the tables (unless current), summarise, draw the figures."""
+    if rewrite:
+        table, curves = store.collect()
+        runs_path, curves_path = store.write_tables(table, curves)
+    else:
+        runs_path, curves_path = store.folder / "runs.parquet", store.folder / "curves.parquet"
+        table = pd.read_parquet(runs_path)
+        curves = None
+        print("\ntables and figures are up to date with the records (nothing new)")
+    this_sweep = table if planned_ids is None else table[table.run_id.isin(planned_ids)]
+    print("\nResults (this sweep's runs):")
+    with pd.option_context("display.width", 120, "display.max_columns", 20):
+        print(summary_table(this_sweep).to_string())
+    print(f"\nstatus: {this_sweep.status.value_counts().to_dict()}")
+    print(f"runs:    {runs_path}  ({len(table)} rows)")
+    if curves is not None:
+        print(f"curves:  {curves_path}  ({len(curves)} rows)")
+    if figures and rewrite:
+        from bench.plots import draw_sweep_figures
+
+        paths = draw_sweep_figures(table, curves, store.folder / "figures")
+        print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (+ PDF)")
+
+
+def _is_exclusive(work: list[PlannedRun]) -> bool:
+    """A timing-grade item: it times its steps, so it must have the machine to itself."""
+    return not work[0].vmapped and bool(work[0].config.run.get("timing", True))
+
+
 def run_sweep(cfg: DictConfig, cli_overrides: list[str]) -> int:
-    """Plan, check, execute and collect one sweep; returns the process exit code."""
-    name = str(cfg.sweep.name)
+    """Plan, check, execute and collect one sweep (or one shard of it); returns the exit code."""
+    settings = SweepSettings.from_config(OmegaConf.to_container(cfg.sweep, resolve=True))
+    name = settings.name
     folder = Path(cfg.results_dir) / name
+    store = RecordStore(folder)
+    if settings.collect_only:
+        _check_writable(folder)
+        print(f"sweep '{name}': collecting the records under {store.records}/")
+        _report(store, None, settings.figures, rewrite=True)
+        return 0
 
     def compose(overrides: list[str]) -> DictConfig:
         return hydra.compose(config_name="config", overrides=overrides)
 
-    runs = plan_runs(OmegaConf.to_container(cfg.sweep, resolve=True), cli_overrides, compose)
+    try:
+        version = code_version(settings.code_version)
+    except ValueError as exc:
+        raise SweepConfigError(str(exc)) from exc
+    runs = plan_runs(OmegaConf.to_container(cfg.sweep, resolve=True), cli_overrides, compose,
+                     version, settings.vmap_seeds)
     sweep = Sweep()
-    sweep.check(runs)
+    sweep.check(runs)  # every run, not only this shard's: a bad config stops all shards
     _check_writable(folder)
-    store = RecordStore(folder)
-
-    skip_statuses = () if cfg.sweep.force else FINISHED if cfg.sweep.retry_failed else (
-        *FINISHED, "error", "oom")
-    todo, skipped = [], 0
-    for planned in runs:
-        previous = store.read_row(planned.run_id)
-        if previous is not None and previous.get("status") in skip_statuses:
-            skipped += 1
-        else:
-            todo.append(planned)
+    isolate = should_isolate(settings.isolate, settings.jobs)
+    if settings.jobs > 1 and not isolate:
+        raise SweepConfigError(f"sweep.jobs={settings.jobs} runs workers in parallel, which "
+                               "needs sweep.isolate=true (or auto)")
+    items = seed_groups(runs) if settings.vmap_seeds else [[r] for r in runs]
+    mine = shard(items, settings.shard, settings.num_shards)
+    mine_runs = [p for work in mine for p in work]
+    decision = Decision(mine_runs, store, settings)
     planned_ids = {r.run_id for r in runs}
-    stale = sorted(store.run_ids() - planned_ids)
-    if stale and cfg.sweep.prune:
+    if settings.num_shards > 1:
+        print(f"shard {settings.shard} of {settings.num_shards}: {len(mine_runs)} of the "
+              f"{len(runs)} planned runs")
+    stale = decision.stale if settings.num_shards == 1 else []
+    if stale and settings.prune:
         for rid in stale:
             store.set_aside(rid)
         print(f"set aside {len(stale)} records of runs this sweep no longer plans "
               f"(moved to {store.records / 'superseded'})")
     elif stale:
         print(f"note: {folder} holds {len(stale)} records of runs this sweep does not plan "
-              "(other settings or a narrowed sweep); they stay in the tables. "
+              "(other settings, other code or a narrowed sweep); they stay in the tables. "
               "sweep.prune=true sets them aside.")
-    print(f"sweep '{name}': {len(runs)} runs planned, {skipped} already recorded and skipped"
-          f"{' (sweep.force=true reruns them)' if skipped else ''}, {len(todo)} to run; "
-          f"results in {folder}/", flush=True)
+    print(decision.describe(name, len(mine_runs), folder), flush=True)
 
+    todo_ids = {p.run_id for p in decision.todo}
+    todo = [kept for work in mine if (kept := [p for p in work if p.run_id in todo_ids])]
+    if todo:
+        _execute(todo, sweep, store, settings, isolate, name, cfg)
+
+    if settings.num_shards > 1 and not planned_ids <= store.run_ids():
+        print(f"\nshard {settings.shard} done; other shards' runs are still missing. The "
+              "last shard to finish writes the tables, or run again with "
+              "sweep.collect_only=true.")
+        return 0
+    rewrite = bool(todo) or stale and settings.prune or not _tables_current(
+        store, settings.figures)
+    _report(store, planned_ids, settings.figures, rewrite=bool(rewrite))
+    return 0
+
+
+def _execute(todo: list[list[PlannedRun]], sweep: Sweep, store: RecordStore,
+             settings: SweepSettings, isolate: bool, name: str, cfg: DictConfig) -> None:
+    """Run the work items, in this process or in workers (``sweep.jobs`` at a time)."""
     from bench.progress import Progress
 
-    isolate = should_isolate(cfg.sweep.isolate)
-    if todo:
-        print("each run in a fresh process (sweep.isolate=false shares one: faster, but memory "
-              "peaks are then not per run)" if isolate else
-              "runs share this process: memory peaks are not per run (sweep.isolate=true)")
-    progress = Progress(len(todo))
-    for planned in todo:
-        progress.start(f"{planned.optimizer} on {planned.task}, seed {planned.seed} "
-                       f"(run {planned.run_id})")
-        if isolate:
-            row = run_isolated(planned, name, store)
-        else:
-            row, curves = sweep.execute(planned, name)
-            store.write(row, curves)
-        progress.finish(_outcome(row))
+    cache = settings.compile_cache
+    if cache is not None and not Path(cache).is_absolute():
+        cache = str(Path.cwd() / cache)
+    runs = sum(len(work) for work in todo)
+    gpus = visible_gpus() if isolate else []
+    print("each run in a fresh process (sweep.isolate=false shares one: faster, but memory "
+          "peaks are then not per run)" if isolate else
+          "runs share this process: memory peaks are not per run (sweep.isolate=true)")
+    if settings.jobs > 1:
+        print(f"up to {settings.jobs} workers at once"
+              f"{f', one per GPU ({len(gpus)} GPUs)' if gpus else ''}; timing-grade runs "
+              f"{'have a GPU each' if gpus else 'run alone'}")
+    progress = Progress(runs)
 
-    table, curves = store.collect()
-    runs_path, curves_path = store.write_tables(table, curves)
-    this_sweep = table[table.run_id.isin(planned_ids)]
-    print("\nResults (this sweep's runs):")
-    with pd.option_context("display.width", 120, "display.max_columns", 20):
-        print(summary_table(this_sweep).to_string())
-    print(f"\nstatus: {this_sweep.status.value_counts().to_dict()}")
-    print(f"runs:    {runs_path}  ({len(table)} rows)")
-    print(f"curves:  {curves_path}  ({len(curves)} rows)")
-    if cfg.sweep.figures:
-        from bench.plots import draw_sweep_figures
+    def label(work: list[PlannedRun]) -> str:
+        p = work[0]
+        seeds = ",".join(str(w.seed) for w in work)
+        return (f"{p.optimizer} on {p.task}, seed{'s' if len(work) > 1 else ''} {seeds}"
+                f"{' (vmapped)' if p.vmapped else ''}")
 
-        paths = draw_sweep_figures(table, curves, folder / "figures")
-        print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (+ PDF)")
-    return 0
+    def context(placement: Placement) -> dict[str, Any]:
+        return {"isolated": isolate, "timing_exclusive": placement.timing_exclusive,
+                "concurrent_jobs": placement.concurrent_jobs, "gpu": placement.gpu,
+                "compile_cache": cache is not None}
+
+    if not isolate:
+        if cache is not None:
+            from bench.compile_cache import enable
+
+            enable(cache)
+        for work in todo:
+            progress.start(label(work))
+            ctx = {**context(Placement(True, 1)), "process_start_s": 0.0}
+            for row, curves in sweep.execute(work, name, ctx):
+                store.write(row, curves)
+                progress.finish(_outcome(row), label(work) if len(work) > 1 else None)
+        return
+
+    def launch(work: list[PlannedRun], placement: Placement) -> list[dict[str, Any]]:
+        return run_isolated(work, name, store, {**context(placement), "cache_dir": cache},
+                            placement.env())
+
+    if settings.jobs == 1:
+        for work in todo:
+            progress.start(label(work))
+            for row in launch(work, Placement(True, 1, gpus[0] if gpus else None)):
+                progress.finish(_outcome(row), label(work) if len(work) > 1 else None)
+        return
+    for work, _, rows in run_pool(todo, settings.jobs, _is_exclusive, launch, gpus):
+        for row in rows:
+            progress.finish(_outcome(row), f"{label(work)}, seed {row['seed']}")
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")

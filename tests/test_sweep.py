@@ -190,7 +190,7 @@ def test_failing_update_is_recorded_as_error(tmp_path):
         "seed": 0,
     })
     planned = PlannedRun("failing", "synthetic", 0, (), config)
-    row, curves = Sweep().execute(planned, "unit")
+    [(row, curves)] = Sweep().execute([planned], "unit")
     assert row["status"] == "error"
     assert FAILURE_MESSAGE in row["error"]
     assert "RuntimeError" in row["error"]

@@ -1,0 +1,212 @@
+"""Scaling a sweep out: run identity with the code version, skip reasons, the parallel pool,
+shards, and seeds trained together (vmapped)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from bench.code_version import RESULT_SOURCES, source_hash
+from bench.plan import PlannedRun, seed_groups, shard
+from bench.pool import Placement, run_pool
+from bench.records import RecordStore
+from bench.runner import RunSettings
+from bench.sweep import Decision
+from bench.sweep_settings import SweepSettings
+from bench.vmapped import run_seeds
+from optimizers import build_optimizer
+from tests.conftest import ADAM, CONF_DIR, REPO_ROOT, TINY_SETTINGS
+
+
+def _planned(seed: int = 0, code: str | None = "src-a", lr: float = 0.01,
+             vmapped: bool = False) -> PlannedRun:
+    config = OmegaConf.create({
+        "optimizer": {**ADAM, "learning_rate": lr},
+        "task": OmegaConf.load(CONF_DIR / "task" / "synthetic.yaml"),
+        "run": dict(TINY_SETTINGS), "seed": seed,
+    })
+    return PlannedRun("adam", "synthetic", seed, (), config, "adam", code, vmapped)
+
+
+def test_code_version_changes_the_run_id_but_not_the_config_id():
+    """The same config under other code is another run, recognisably the same config."""
+    a, b, none = _planned(code="src-a"), _planned(code="src-b"), _planned(code=None)
+    assert a.run_id != b.run_id
+    assert a.config_id == b.config_id == none.config_id
+    assert none.run_id == none.config_id  # no code version: the id of the config alone
+
+
+def test_source_hash_follows_result_sources_only(tmp_path):
+    """Editing a result source changes the hash; editing docs or tests does not."""
+    for entry in RESULT_SOURCES:
+        source = REPO_ROOT / entry
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / entry,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            (tmp_path / entry).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, tmp_path / entry)
+    before = source_hash(tmp_path)
+    assert before == source_hash(REPO_ROOT)
+    (tmp_path / "README.md").write_text("docs changed")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_x.py").write_text("x = 1\n")
+    assert source_hash(tmp_path) == before
+    runner = tmp_path / "bench" / "runner.py"
+    runner.write_text(runner.read_text() + "\n# changed\n")
+    assert source_hash(tmp_path) != before
+
+
+def _settings(**overrides) -> SweepSettings:
+    return SweepSettings(name="unit", **overrides)
+
+
+def test_decision_says_why_runs_are_skipped_or_rerun(tmp_path):
+    """Finished runs are skipped, failed ones kept unless retried, runs of other code and
+    unreadable records rerun, and each reason is counted."""
+    store = RecordStore(tmp_path)
+    old = [_planned(seed=s, code="src-old") for s in range(4)]
+    new = [_planned(seed=s, code="src-new") for s in range(4)]
+    for planned, status in zip(new[:2], ("ok", "error")):
+        store.write({"run_id": planned.run_id, "config_id": planned.config_id,
+                     "status": status}, None)
+    store.write({"run_id": old[2].run_id, "config_id": old[2].config_id, "status": "ok"}, None)
+    store.row_path(new[3].run_id).write_text("{not json")  # a corrupt record
+
+    decision = Decision(new, store, _settings())
+    assert decision.skipped == {"finished": 1, "failed": 1}
+    assert [p.seed for p in decision.todo] == [2, 3]
+    assert decision.reasons == {"recorded under another code version": 1,
+                                f"unreadable record {store.row_path(new[3].run_id)}": 1}
+    text = decision.describe("unit", 4, tmp_path)
+    assert "2 already recorded and skipped" in text
+    assert "sweep.retry_failed=true" in text
+    assert "unreadable record" in text
+
+    retried = Decision(new, store, _settings(retry_failed=True))
+    assert retried.reasons["failed before, retried"] == 1
+    forced = Decision(new, store, _settings(force=True))
+    assert len(forced.todo) == 4 and forced.reasons["forced (sweep.force=true)"] == 1
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"jobs": 0}, "sweep.jobs=0: must be at least 1"),
+    ({"jobs": "four"}, "sweep.jobs='four': expected an integer"),
+    ({"shard": 2, "num_shards": 2}, "sweep.shard=2: must be below sweep.num_shards=2"),
+    ({"vmap_seeds": "yes"}, "sweep.vmap_seeds='yes': expected true or false"),
+    ({"code_version": "latest"}, "sweep.code_version='latest'"),
+    ({"isolate": "sometimes"}, "sweep.isolate='sometimes'"),
+])
+def test_bad_sweep_settings_name_the_setting(overrides, message):
+    """Each bad sweep.* value raises an error naming the setting and the value."""
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        _settings(**overrides)
+
+
+def test_unknown_sweep_setting_is_named():
+    """A misspelt sweep setting (one a preset could smuggle in) is an error naming it."""
+    with pytest.raises(ValueError, match="sweep.jobz"):
+        SweepSettings.from_config({"name": "unit", "jobz": 2, "seeds": [0]})
+
+
+def test_shards_are_disjoint_and_cover_the_plan():
+    """Shards of a plan share no item and together hold every item."""
+    items = list(range(11))
+    parts = [shard(items, i, 3) for i in range(3)]
+    assert sorted(sum(parts, [])) == items
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_seed_groups_join_runs_that_differ_only_in_seed():
+    """Seeds of one config form a group; another learning rate is another group."""
+    runs = [_planned(seed=s) for s in range(3)] + [_planned(seed=0, lr=0.1)]
+    assert [[p.seed for p in g] for g in seed_groups(runs)] == [[0, 1, 2], [0]]
+
+
+def _track(concurrency: list[int], active: list[str], lock: threading.Lock):
+    def launch(item: str, placement: Placement) -> Placement:
+        with lock:
+            active.append(item)
+            concurrency.append(len(active))
+            if item.startswith("timed"):
+                assert active == [item], f"{item} shared the machine with {active}"
+        time.sleep(0.05)
+        with lock:
+            active.remove(item)
+        return placement
+
+    return launch
+
+
+def test_pool_times_exclusive_runs_alone_and_others_in_parallel():
+    """Timing-grade items never overlap another item; throughput-only items run side by
+    side; placements say which."""
+    concurrency, active, lock = [], [], threading.Lock()
+    items = ["timed-0", "fast-0", "fast-1", "timed-1", "fast-2", "fast-3"]
+    done = {item: placement for item, placement, _ in run_pool(
+        items, 3, lambda it: it.startswith("timed"), _track(concurrency, active, lock))}
+    assert set(done) == set(items)
+    assert max(concurrency) >= 2  # throughput-only items did share
+    for item, placement in done.items():
+        timed = item.startswith("timed")
+        assert placement.timing_exclusive is timed
+        assert placement.concurrent_jobs == (1 if timed else 3)
+
+
+def test_pool_gives_each_worker_its_own_gpu():
+    """With GPUs every item gets one no running item holds, exported as CUDA_VISIBLE_DEVICES."""
+    held, lock, clashes = set(), threading.Lock(), []
+
+    def launch(item: int, placement: Placement) -> str:
+        with lock:
+            if placement.gpu in held:
+                clashes.append(placement.gpu)
+            held.add(placement.gpu)
+        time.sleep(0.03)
+        with lock:
+            held.discard(placement.gpu)
+        return placement.env()["CUDA_VISIBLE_DEVICES"]
+
+    results = list(run_pool(range(6), 4, lambda _: True, launch, gpus=["0", "1"]))
+    assert not clashes
+    assert {env for _, _, env in results} == {"0", "1"}
+    assert all(p.timing_exclusive and p.concurrent_jobs == 2 for _, p, _ in results)
+
+
+def test_vmapped_seeds_match_sequential_runs(synthetic_task, tiny_run):
+    """Seeds trained as one program give each seed the losses a run of its own gives."""
+    settings = RunSettings(**{**TINY_SETTINGS, "timing": False})
+    together = run_seeds(synthetic_task, build_optimizer(ADAM), settings, [0, 1])
+    assert [r.status for r in together] == ["ok"] * 2
+    for seed, result in zip([0, 1], together):
+        alone = tiny_run(ADAM, seed=seed)  # timed, which changes no loss
+        for split in ("train", "eval"):
+            mine = result.curves[result.curves.split == split].loss.to_numpy()
+            theirs = alone.curves[alone.curves.split == split].loss.to_numpy()
+            np.testing.assert_allclose(mine, theirs, rtol=1e-5, err_msg=f"seed {seed} {split}")
+        assert result.summary["vmapped_seeds"] == 2
+        assert "step_time_median_s" not in result.summary  # throughput only
+        assert result.summary["throughput_steps_per_s"] > 0
+    first = together[0].curves
+    assert not first[first.split == "train"].loss.equals(
+        together[1].curves[together[1].curves.split == "train"].loss)
+
+
+def test_vmapped_divergence_is_per_seed(synthetic_task):
+    """A seed that diverges stops its own curve; the status is per seed."""
+    settings = RunSettings(**{**TINY_SETTINGS, "timing": False, "divergence_factor": 1.0001})
+    results = run_seeds(synthetic_task, build_optimizer({**ADAM, "learning_rate": 1.0}),
+                        settings, [0, 1])
+    for result in results:
+        train = result.curves[result.curves.split == "train"]
+        if result.status == "diverged":
+            assert len(train) == result.summary["steps_completed"] + 1
+            assert np.isnan(result.summary["final_eval_loss"])
+        else:
+            assert len(train) == TINY_SETTINGS["steps"]
+    assert "diverged" in [r.status for r in results]
