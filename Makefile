@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 SWEEP ?= default
 SCALE ?= cpu
 ARGS ?=
+BENCH ?= update_cost seed_throughput
 FASHION_MNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup data sweep figures sweep-figures paper bench test lint help meta-train checkpoints
@@ -15,7 +16,7 @@ help:
 	@echo "make figures          the paper's figures from the tables on disk -> results/paper/"
 	@echo "make paper            run the sweeps the figures need, then draw them; SCALE=cpu|gpu"
 	@echo "make sweep-figures    redraw each results/*/figures from its own tables"
-	@echo "make bench            speed benchmarks into results/bench/"
+	@echo "make bench            speed benchmarks into results/bench/; BENCH=<name> ARGS='<args>'"
 	@echo "make meta-train       meta-train LOPT=<learned optimizer> (ARGS='<hydra overrides>')"
 	@echo "make checkpoints      rerun the recipes of the shipped meta-trained checkpoints"
 	@echo "make test             run the test suite"
@@ -54,8 +55,9 @@ paper: setup
 sweep-figures: setup
 	$(PY) -m bench.plots
 
+# Each benchmark is a module bench/<name>.py; ARGS go to each (pick one with BENCH=<name>).
 bench: setup
-	$(PY) -m bench.update_cost $(ARGS)
+	for name in $(BENCH); do $(PY) -m bench.$$name $(ARGS) || exit 1; done
 
 LOPT ?= small_fc_lopt
 meta-train: setup

@@ -365,6 +365,9 @@ def run_sweep(cfg: DictConfig, cli_overrides: list[str]) -> int:
         raise SweepConfigError(str(exc)) from exc
     runs = plan_runs(OmegaConf.to_container(cfg.sweep, resolve=True), cli_overrides, compose,
                      version, settings.vmap_seeds)
+    if settings.vmap_seeds and any(r.config.run.steps < 1 for r in runs):
+        raise SweepConfigError("sweep.vmap_seeds=true needs run.steps >= 1 (timing-only runs "
+                               "are measured one by one)")
     sweep = Sweep()
     sweep.check(runs)  # every run, not only this shard's: a bad config stops all shards
     _check_writable(folder)
@@ -481,5 +484,19 @@ def main(cfg: DictConfig) -> None:
         sys.exit(code)
 
 
+def _results_dir_writable(argv: list[str]) -> bool:
+    """Check the ``results_dir=`` of the command line (default ``results``) before Hydra starts:
+    Hydra creates its log folder inside it and would fail with a bare traceback."""
+    given = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("results_dir=")]
+    try:
+        _check_writable(Path(given[-1] if given else "results"))
+    except SweepConfigError as exc:
+        print(f"error: {exc}\nNothing was run; no result was changed.", file=sys.stderr)
+        return False
+    return True
+
+
 if __name__ == "__main__":
+    if not _results_dir_writable(sys.argv[1:]):
+        sys.exit(2)
     main()

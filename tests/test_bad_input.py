@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -11,6 +12,7 @@ from bench.runner import RunSettings
 from optimizers import build_optimizer
 from optimizers.build import OptimizerConfigError
 from tasks.data import fashion_mnist
+from tests.conftest import launch_sweep
 
 
 @pytest.fixture
@@ -79,3 +81,44 @@ def test_run_settings_reject_bad_values(settings, key):
 def test_run_settings_allow_timing_only():
     """steps=0 is accepted: it asks for a timing-only run."""
     assert RunSettings(steps=0).steps == 0
+
+
+@pytest.fixture
+def results_with_a_record(tmp_path):
+    """A results folder holding one finished record of the smoke sweep: (folder, its text)."""
+    records = tmp_path / "smoke" / "records"
+    records.mkdir(parents=True)
+    record = records / "0123456789abcdef.json"
+    record.write_text(json.dumps({"run_id": record.stem, "status": "ok", "optimizer": "sgd",
+                                  "task": "synthetic", "seed": 0}))
+    return tmp_path, record
+
+
+@pytest.mark.parametrize(("override", "named"), [
+    ("run.stepz=5", "run.stepz"),                   # unknown key (Hydra's struct check)
+    ("+run.stepz=5", "stepz"),                      # unknown key slipped past Hydra
+    ("+sweep.jobz=2", "sweep.jobz"),
+    ("run.steps=abc", "run.steps='abc'"),           # wrong type
+    ("sweep.jobs=many", "sweep.jobs='many'"),
+    ("run.steps=-5", "run.steps=-5"),               # out of range
+    ("sweep.jobs=0", "sweep.jobs=0"),
+])
+def test_bad_sweep_input_is_named_and_loses_nothing(results_with_a_record, override, named):
+    """Each bad input stops the sweep with a message naming it; the finished record stays."""
+    folder, record = results_with_a_record
+    before = record.read_text()
+    proc = launch_sweep("sweep=smoke", f"results_dir={folder}", override, timeout=120)
+    assert proc.returncode != 0
+    assert named in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+    assert record.read_text() == before
+    assert sorted(p.name for p in record.parent.iterdir()) == [record.name]
+
+
+def test_unwritable_results_folder_is_named(tmp_path):
+    """A results folder that cannot be created or written is named before any work."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    proc = launch_sweep("sweep=smoke", f"results_dir={blocker}", timeout=120)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "not writable" in output and str(blocker) in output, output[-2000:]

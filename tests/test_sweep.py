@@ -92,6 +92,23 @@ def test_smoke_sweep_rerun_skips_recorded_runs(smoke):
     )
 
 
+def test_corrupt_record_is_named_and_rerun(smoke):
+    """A damaged record of a planned run is reported by name and its run redone; the other
+    run's record is not touched."""
+    _, folder = smoke
+    records = sorted((folder / "records").glob("*.json"))
+    damaged, kept = records[0], records[1]
+    kept_text = kept.read_text()
+    damaged.write_text('{"run_id": "trunc')
+    proc = launch_sweep("sweep=smoke", f"results_dir={folder.parent}")
+    assert proc.returncode == 0, _output(proc)[-3000:]
+    assert f"unreadable record {damaged}" in proc.stdout
+    assert "1 already recorded and skipped" in proc.stdout
+    assert kept.read_text() == kept_text
+    runs = pd.read_parquet(folder / "runs.parquet")
+    assert len(runs) == 2 and (runs.status == "ok").all()
+
+
 def test_unknown_optimizer_fails_fast(tmp_path):
     """An unknown optimizer choice exits non-zero within 60 s, naming the bad choice."""
     proc = launch_sweep("sweep=smoke", f"results_dir={tmp_path}", "optimizer=does_not_exist",
