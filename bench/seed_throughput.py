@@ -2,12 +2,14 @@
 compilation cache (``make bench``).
 
 Runs ``python -m bench.sweep sweep=seed_throughput`` (8 seeds x 2,000 steps of Adam on the
-standard task, throughput only) as a user would, four ways: sequential or vmapped seeds
-(``sweep.vmap_seeds``), each first with an empty persistent compilation cache (cold) and then
-again with the cache it filled (warm, ``sweep.force=true``). Both ways run in the sweep's own
-process (``sweep.isolate=false``), the faster sequential path, so the comparison does not
-count a process start per sequential run. The wall time is the whole command's, from process
-start to tables written. Writes ``results/bench/seed_throughput.parquet`` and prints the ratios.
+standard task, throughput only) as a user would: sequential or vmapped seeds
+(``sweep.vmap_seeds``), both with the default worker process per work item
+(``sweep.isolate=true``: a process per seed, or one for the vmapped group) and both in the
+sweep's own process (``isolate=false``: the fastest sequential path, no process start per
+seed); each first with an empty persistent compilation cache (cold) and then again with the
+cache it filled (warm, ``sweep.force=true``). The wall time is the whole command's, from
+process start to tables written. Writes ``results/bench/seed_throughput.parquet`` and prints
+the ratios.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ import pandas as pd
 
 from bench.records import atomic_write
 
-MODES = {"sequential": [], "vmapped": ["sweep.vmap_seeds=true"]}
+# name: (seeds vmapped, worker process per work item)
+MODES = {
+    "sequential_isolated": (False, True), "vmapped_isolated": (True, True),
+    "sequential_shared": (False, False), "vmapped_shared": (True, False),
+}
 
 
 def sweep_seconds(results: Path, mode: str, cache: Path, force: bool,
@@ -32,7 +38,8 @@ def sweep_seconds(results: Path, mode: str, cache: Path, force: bool,
     """Wall seconds of one sweep command, and its runs table."""
     command = [sys.executable, "-m", "bench.sweep", "sweep=seed_throughput",
                f"results_dir={results}", f"sweep.name={mode}", f"sweep.compile_cache={cache}",
-               "sweep.isolate=false", f"sweep.force={str(force).lower()}", *MODES[mode],
+               f"sweep.vmap_seeds={str(MODES[mode][0]).lower()}",
+               f"sweep.isolate={str(MODES[mode][1]).lower()}", f"sweep.force={str(force).lower()}",
                *extra]
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True)
@@ -58,30 +65,36 @@ def measure(repeats: int, extra: list[str]) -> pd.DataFrame:
                     rows.append({
                         "mode": mode, "cache": state, "repeat": repeat, "wall_s": seconds,
                         "runs": len(runs), "steps": int(runs.steps.iloc[0]),
-                        "compile_s": float(runs.compile_time_s.sum() if mode == "sequential"
-                                           else runs.compile_time_s.iloc[0]),
-                        "train_s": float(runs.train_time_s.sum() if mode == "sequential"
-                                         else runs.train_time_s.iloc[0]),
+                        # vmapped rows carry the group's times, sequential rows their own
+                        **{f"{name}_s": float(runs[column].iloc[0] if MODES[mode][0]
+                                              else runs[column].sum())
+                           for name, column in (("compile", "compile_time_s"),
+                                                ("train", "train_time_s"), ("run", "run_s"))},
+                        "process_start_s": float(runs.process_start_s.iloc[0] if MODES[mode][0]
+                                                 else runs.process_start_s.sum()),
                         "final_eval_loss_mean": float(runs.final_eval_loss.mean()),
                         "cpu_model": runs.cpu_model.iloc[0],
                         "device_kind": runs.device_kind.iloc[0],
                     })
-                    print(f"{mode:>10} {state}: {seconds:6.1f} s (compile "
-                          f"{rows[-1]['compile_s']:.1f} s, train {rows[-1]['train_s']:.1f} s)",
-                          flush=True)
+                    row = rows[-1]
+                    print(f"{mode:>20} {state}: {seconds:6.1f} s (process starts "
+                          f"{row['process_start_s']:.1f} s, runs {row['run_s']:.1f} s: compile "
+                          f"{row['compile_s']:.1f} s, train {row['train_s']:.1f} s)", flush=True)
                     shutil.rmtree(results / mode / "records", ignore_errors=True)
     return pd.DataFrame(rows)
 
 
 def ratios(table: pd.DataFrame) -> dict[str, float]:
-    """Speed-ups from the fastest repeat of each of the four sweeps."""
+    """Speed-ups from the fastest repeat of each sweep."""
     best = table.groupby(["mode", "cache"]).wall_s.min()
-    return {
-        "sequential/vmapped (cold cache)": best["sequential", "cold"] / best["vmapped", "cold"],
-        "sequential/vmapped (warm cache)": best["sequential", "warm"] / best["vmapped", "warm"],
-        "cold/warm (sequential)": best["sequential", "cold"] / best["sequential", "warm"],
-        "cold/warm (vmapped)": best["vmapped", "cold"] / best["vmapped", "warm"],
-    }
+    out = {}
+    for way in ("isolated", "shared"):
+        for cache in ("cold", "warm"):
+            out[f"sequential/vmapped ({way}, {cache} cache)"] = (
+                best[f"sequential_{way}", cache] / best[f"vmapped_{way}", cache])
+    for mode in MODES:
+        out[f"cold/warm cache ({mode})"] = best[mode, "cold"] / best[mode, "warm"]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwall time of the sweep (s), fastest of {args.repeats}:")
     print(table.groupby(["mode", "cache"]).wall_s.min().unstack().round(1).to_string())
     for name, value in ratios(table).items():
-        print(f"{name:>34}: {value:.2f}x")
+        print(f"{name:>46}: {value:.2f}x")
     print(f"wrote {path}")
     return 0
 

@@ -8,6 +8,7 @@ import threading
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
@@ -210,3 +211,17 @@ def test_vmapped_divergence_is_per_seed(synthetic_task):
         else:
             assert len(train) == TINY_SETTINGS["steps"]
     assert "diverged" in [r.status for r in results]
+
+
+def test_benchmark_ratios_use_the_fastest_repeat():
+    """The seed-throughput ratios compare the fastest repeat of each sweep (synthetic times)."""
+    from bench.seed_throughput import MODES, ratios
+
+    rows = [{"mode": mode, "cache": cache, "repeat": r,
+             "wall_s": (8.0 if mode.startswith("sequential") else 2.0)
+             * (2.0 if cache == "cold" else 1.0) * (1.0 + r)}
+            for mode in MODES for cache in ("cold", "warm") for r in range(2)]
+    out = ratios(pd.DataFrame(rows))
+    assert out["sequential/vmapped (isolated, cold cache)"] == pytest.approx(4.0)
+    assert out["sequential/vmapped (shared, warm cache)"] == pytest.approx(4.0)
+    assert out["cold/warm cache (vmapped_shared)"] == pytest.approx(2.0)
