@@ -15,6 +15,7 @@ import os
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import datetime  # noqa: E402
+import inspect  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
@@ -32,8 +33,10 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from bench.code_version import code_version  # noqa: E402
 from bench.plan import (  # noqa: E402
+    CachedCompose,
     PlannedRun,
     SweepConfigError,
+    config_groups,
     plan_runs,
     seed_groups,
     shard,
@@ -43,6 +46,7 @@ from bench.records import FINISHED, RecordStore  # noqa: E402
 from bench.sweep_settings import SweepSettings  # noqa: E402
 from optimizers.analytic import update_cost  # noqa: E402
 
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 _OOM_MARKERS = ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory", "OOM")
 
 
@@ -89,6 +93,16 @@ def run_settings(planned: PlannedRun):
     return RunSettings(**OmegaConf.to_container(planned.config.run, resolve=True))
 
 
+def _check_factory(cfg: DictConfig) -> None:
+    """Raise if ``cfg._target_`` is missing or does not accept ``cfg``'s arguments."""
+    target = hydra.utils.get_method(str(cfg._target_))
+    arguments = {k: v for k, v in cfg.items() if not (k.startswith("_") and k.endswith("_"))}
+    try:
+        inspect.signature(target).bind(**arguments)
+    except TypeError as exc:
+        raise TypeError(f"{cfg._target_}: {exc}") from exc
+
+
 class Sweep:
     """Builds tasks and optimizers for planned runs, caching each task across runs."""
 
@@ -101,8 +115,11 @@ class Sweep:
             self._tasks[key] = hydra.utils.instantiate(cfg, _convert_="all")
         return self._tasks[key]
 
-    def check(self, runs: list[PlannedRun]) -> None:
-        """Build every run's optimizer and task and its settings; fail on the first bad one."""
+    def check(self, runs: list[PlannedRun], build: set[str] | None = None) -> None:
+        """Build every run's optimizer and settings and the tasks of the runs in ``build``
+        (default: all); fail on the first bad one. The other runs' tasks are checked without
+        loading data: their factory exists and accepts the config's arguments (runs already
+        recorded need no data, and loading it would dominate a rerun with nothing to do)."""
         from optimizers import build_optimizer
 
         for planned in runs:
@@ -110,7 +127,10 @@ class Sweep:
             try:
                 build_optimizer(planned.config.optimizer)
                 run_settings(planned)
-                self.task(planned.config.task)
+                if build is None or planned.run_id in build:
+                    self.task(planned.config.task)
+                else:
+                    _check_factory(planned.config.task)
             except SweepConfigError:
                 raise
             except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
@@ -356,9 +376,10 @@ def run_sweep(cfg: DictConfig, cli_overrides: list[str]) -> int:
         _report(store, None, settings.figures, rewrite=True)
         return 0
 
-    def compose(overrides: list[str]) -> DictConfig:
+    def hydra_compose(overrides: list[str]) -> DictConfig:
         return hydra.compose(config_name="config", overrides=overrides)
 
+    compose = CachedCompose(hydra_compose, config_groups(CONF_DIR))
     try:
         version = code_version(settings.code_version)
     except ValueError as exc:
@@ -368,17 +389,18 @@ def run_sweep(cfg: DictConfig, cli_overrides: list[str]) -> int:
     if settings.vmap_seeds and any(r.config.run.steps < 1 for r in runs):
         raise SweepConfigError("sweep.vmap_seeds=true needs run.steps >= 1 (timing-only runs "
                                "are measured one by one)")
+    items = seed_groups(runs) if settings.vmap_seeds else [[r] for r in runs]
+    mine = shard(items, settings.shard, settings.num_shards)
+    mine_runs = [p for work in mine for p in work]
+    decision = Decision(mine_runs, store, settings)
     sweep = Sweep()
-    sweep.check(runs)  # every run, not only this shard's: a bad config stops all shards
+    # Every run, not only this shard's or those to run: a bad config stops every shard.
+    sweep.check(runs, build={p.run_id for p in decision.todo})
     _check_writable(folder)
     isolate = should_isolate(settings.isolate, settings.jobs)
     if settings.jobs > 1 and not isolate:
         raise SweepConfigError(f"sweep.jobs={settings.jobs} runs workers in parallel, which "
                                "needs sweep.isolate=true (or auto)")
-    items = seed_groups(runs) if settings.vmap_seeds else [[r] for r in runs]
-    mine = shard(items, settings.shard, settings.num_shards)
-    mine_runs = [p for work in mine for p in work]
-    decision = Decision(mine_runs, store, settings)
     planned_ids = {r.run_id for r in runs}
     if settings.num_shards > 1:
         print(f"shard {settings.shard} of {settings.num_shards}: {len(mine_runs)} of the "

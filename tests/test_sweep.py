@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 
 import hydra
 import pandas as pd
 import pytest
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from bench.plan import PlannedRun, plan_runs
+from bench.plan import CachedCompose, PlannedRun, config_groups, plan_runs
 from bench.records import RUN_COLUMNS, RecordStore
 from bench.runner import RunSettings
 from bench.sweep import Sweep
@@ -146,30 +144,6 @@ def _arm_count(entries) -> int:
     return len(entries)
 
 
-def _fast_compose(base: list[str]):
-    """A compose function for plan_runs that composes each group choice once with Hydra, then
-    applies the value overrides (parsed by Hydra's override parser) to a copy.
-
-    Large presets plan hundreds of runs and a full compose takes ~0.1 s; the test checks that
-    this shortcut agrees with a full compose on sample runs.
-    """
-    parser = OverridesParser.create()
-    composed = {}
-
-    def compose(overrides: list[str]):
-        parsed = parser.parse_overrides(overrides)
-        groups = tuple(o.input_line for o in parsed if o.key_or_group in ("optimizer", "task"))
-        values = [o for o in parsed if o.key_or_group not in ("optimizer", "task")]
-        if groups not in composed:
-            composed[groups] = hydra.compose(config_name="config", overrides=[*base, *groups])
-        config = copy.deepcopy(composed[groups])
-        for override in values:
-            OmegaConf.update(config, override.key_or_group, override.value(), merge=False)
-        return config
-
-    return compose
-
-
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
 def test_sweep_preset_plans(path):
     """Every preset composes and plans distinct, valid runs with the preset's run settings."""
@@ -178,7 +152,12 @@ def test_sweep_preset_plans(path):
     with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = hydra.compose(config_name="config", overrides=base)
         sweep = OmegaConf.to_container(cfg.sweep, resolve=True)
-        runs = plan_runs(sweep, [], _fast_compose(base))
+        # Planning composes each group choice once (CachedCompose); sample runs are checked
+        # against a full compose below.
+        compose = CachedCompose(
+            lambda o: hydra.compose(config_name="config", overrides=[*base, *o]),
+            config_groups(CONF_DIR))
+        runs = plan_runs(sweep, [], compose)
         assert len(runs) >= 1
         ids = [r.run_id for r in runs]
         assert len(set(ids)) == len(ids)
@@ -196,6 +175,8 @@ def test_sweep_preset_plans(path):
             again = PlannedRun(planned.optimizer, planned.task, planned.seed, planned.overrides,
                                full)
             assert again.run_id == planned.run_id
+            assert OmegaConf.to_container(full, resolve=False) == OmegaConf.to_container(
+                planned.config, resolve=False)
 
 
 def test_failing_update_is_recorded_as_error(tmp_path):
