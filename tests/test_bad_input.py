@@ -97,9 +97,7 @@ def results_with_a_record(tmp_path):
 @pytest.mark.parametrize(("override", "named"), [
     ("run.stepz=5", "run.stepz"),                   # unknown key (Hydra's struct check)
     ("+run.stepz=5", "stepz"),                      # unknown key slipped past Hydra
-    ("+sweep.jobz=2", "sweep.jobz"),
     ("run.steps=abc", "run.steps='abc'"),           # wrong type
-    ("sweep.jobs=many", "sweep.jobs='many'"),
     ("run.steps=-5", "run.steps=-5"),               # out of range
     ("sweep.jobs=0", "sweep.jobs=0"),
 ])
