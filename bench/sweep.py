@@ -291,8 +291,14 @@ class Decision:
         self.todo: list[PlannedRun] = []
         self.skipped: dict[str, int] = {}
         self.reasons: dict[str, int] = {}
-        self.stale = sorted(recorded - {r.run_id for r in runs})
-        other_code = {row.get("config_id") for row in map(store.read_row, self.stale) if row}
+        stale = sorted(recorded - {r.run_id for r in runs})
+        stale_configs = {rid: (row or {}).get("config_id") for rid, row in
+                         zip(stale, map(store.read_row, stale))}
+        planned_configs = {r.config_id for r in runs}
+        # Records of planned configs under other code: replaced by this sweep's runs.
+        self.superseded = [rid for rid in stale if stale_configs[rid] in planned_configs]
+        self.stale = [rid for rid in stale if rid not in self.superseded]
+        other_code = set(stale_configs.values())
         for planned in runs:
             row = store.read_row(planned.run_id) if planned.run_id in recorded else None
             status = None if row is None else row.get("status")
@@ -405,6 +411,11 @@ def run_sweep(cfg: DictConfig, cli_overrides: list[str]) -> int:
     if settings.num_shards > 1:
         print(f"shard {settings.shard} of {settings.num_shards}: {len(mine_runs)} of the "
               f"{len(runs)} planned runs")
+    for rid in decision.superseded:
+        store.set_aside(rid)
+    if decision.superseded:
+        print(f"set aside {len(decision.superseded)} records of these runs made by other code "
+              f"(moved to {store.records / 'superseded'}); the runs are redone")
     stale = decision.stale if settings.num_shards == 1 else []
     if stale and settings.prune:
         for rid in stale:
@@ -427,7 +438,7 @@ def run_sweep(cfg: DictConfig, cli_overrides: list[str]) -> int:
               "last shard to finish writes the tables, or run again with "
               "sweep.collect_only=true.")
         return 0
-    rewrite = bool(todo) or stale and settings.prune or not _tables_current(
+    rewrite = bool(todo) or decision.superseded or stale and settings.prune or not _tables_current(
         store, settings.figures)
     _report(store, planned_ids, settings.figures, rewrite=bool(rewrite))
     return 0

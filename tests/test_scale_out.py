@@ -79,7 +79,10 @@ def test_decision_says_why_runs_are_skipped_or_rerun(tmp_path):
     store.write({"run_id": old[2].run_id, "config_id": old[2].config_id, "status": "ok"}, None)
     store.row_path(new[3].run_id).write_text("{not json")  # a corrupt record
 
+    store.write({"run_id": "other-config", "config_id": "elsewhere", "status": "ok"}, None)
     decision = Decision(new, store, _settings())
+    assert decision.superseded == [old[2].run_id]  # replaced by this sweep's run
+    assert decision.stale == ["other-config"]  # not planned: stays until sweep.prune
     assert decision.skipped == {"finished": 1, "failed": 1}
     assert [p.seed for p in decision.todo] == [2, 3]
     assert decision.reasons == {"recorded under another code version": 1,
