@@ -415,7 +415,7 @@ def run_sweep(cfg: DictConfig, cli_overrides: list[str]) -> int:
         store.set_aside(rid)
     if decision.superseded:
         print(f"set aside {len(decision.superseded)} records of these runs made by other code "
-              f"(moved to {store.records / 'superseded'}); the runs are redone")
+              f"(moved to {store.records / 'superseded'}): this code's runs replace them")
     stale = decision.stale if settings.num_shards == 1 else []
     if stale and settings.prune:
         for rid in stale:
