@@ -163,4 +163,9 @@ def test_ablation_points_are_seed_means_per_variant():
     expected = learned.groupby("optimizer").final_eval_loss.mean()
     assert sorted(loss.x) == pytest.approx(sorted(expected))
     assert "default" in plotted.change.tolist()
-    assert any("untrained" in t.get_text() for t in fig.texts)  # meta_trained=false is said
+    # The figure says so exactly when some learned variant is not meta-trained.
+    untrained = not runs.loc[runs.optimizer.str.startswith("small_fc_lopt"), "meta_trained"].all()
+    assert any("untrained" in t.get_text() for t in fig.texts) == untrained
+    stand_in = runs.assign(meta_trained=~runs.optimizer.str.startswith("small_fc_lopt"))
+    fig, _ = __import__("bench.figures.ablation", fromlist=["x"]).ablation_figure(stand_in, "t")
+    assert any("untrained" in t.get_text() for t in fig.texts)
