@@ -158,7 +158,7 @@ def meta_train(
     last_eval = float("nan")
     if start == 0:
         last_eval = float(evaluate(state.theta))
-        state = state._replace(best_eval=jnp.asarray(last_eval, jnp.float32),
+        state = state._replace(best_eval=jnp.asarray(_finite_or(last_eval, math.inf), jnp.float32),
                                best_theta=state.theta)
         rows.append(_row(0, float("nan"), last_eval, 0.0, 0.0, wall))
     progress = Progress(settings.steps, start, stream)
