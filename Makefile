@@ -8,7 +8,8 @@ ARGS ?=
 BENCH ?= update_cost seed_throughput
 FASHION_MNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data sweep figures sweep-figures paper bench test lint help meta-train checkpoints
+.PHONY: setup data sweep figures sweep-figures paper bench test lint help meta-train checkpoints \
+	notebooks
 
 help:
 	@echo "make setup            create $(VENV) and install the data set (Debian package) if missing"
@@ -16,6 +17,7 @@ help:
 	@echo "make figures          the paper's figures from the tables on disk -> results/paper/"
 	@echo "make paper            run the sweeps the figures need, then draw them; SCALE=cpu|gpu"
 	@echo "make sweep-figures    redraw each results/*/figures from its own tables"
+	@echo "make notebooks        pair notebooks/*.py with .ipynb notebooks (jupytext --sync)"
 	@echo "make bench            speed benchmarks into results/bench/; BENCH=<name> ARGS='<args>'"
 	@echo "make meta-train       meta-train LOPT=<learned optimizer> (ARGS='<hydra overrides>')"
 	@echo "make checkpoints      rerun the recipes of the shipped meta-trained checkpoints"
@@ -54,6 +56,10 @@ paper: setup
 
 sweep-figures: setup
 	$(PY) -m bench.plots
+
+# The percent scripts are the source; the .ipynb twins are made (and kept in sync) on demand.
+notebooks: setup
+	$(VENV)/bin/jupytext --sync notebooks/*.py
 
 # Each benchmark is a module bench/<name>.py; ARGS go to each (pick one with BENCH=<name>).
 bench: setup

@@ -107,12 +107,13 @@ def loss_curves_figure(runs: pd.DataFrame, curves: pd.DataFrame, window: int = 5
         for col, split in enumerate(("train", "eval")):
             ax = axes[row, col]
             part = sub[sub.split == split]
+            colours = style.arm_colours(part.optimizer.unique())
             for name, group in part.groupby("optimizer"):
                 wide = group.pivot_table(index="step", columns="seed", values="loss")
                 if split == "train":
                     wide = wide.apply(lambda s: pd.Series(moving_average(s.to_numpy(), window),
                                                           index=s.index))
-                color = style.colour(name)
+                color = colours[name]
                 ax.plot(wide.index, wide.mean(axis=1), color=color, label=name, lw=1.3,
                         marker="o" if split == "eval" else None, ms=3)
                 ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=color,

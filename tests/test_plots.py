@@ -102,3 +102,24 @@ def test_timing_only_sweeps_get_the_costs_figure(tmp_path):
     varied = runs.assign(batch_size=[8, 8, 128, 128, 8])
     names = {p.name for p in draw_sweep_figures(varied, empty, tmp_path / "b")}
     assert names == {"overhead.png", "overhead.pdf"}
+
+
+def test_arms_of_one_optimizer_get_shades_of_its_colour():
+    """Learning-rate arms of one optimizer are told apart: distinct shades of the optimizer's
+    colour, lightest for the smallest value; an optimizer with one arm keeps its own colour."""
+    from matplotlib import colors
+
+    from bench.figures import style
+
+    labels = ["adam(learning_rate=0.1)", "adam(learning_rate=0.0001)",
+              "adam(learning_rate=0.01)", "small_fc_lopt"]
+    shades = style.arm_colours(labels)
+    assert shades["small_fc_lopt"] == style.colour("small_fc_lopt")
+    adam = [shades[f"adam(learning_rate={lr})"] for lr in ("0.0001", "0.01", "0.1")]
+    assert len(set(adam)) == 3
+    brightness = [sum(colors.to_rgb(c)) for c in adam]
+    assert brightness == sorted(brightness, reverse=True)
+    base = np.array(colors.to_rgb(style.colour("adam")))
+    for shade in adam:  # a tint or a shade of Adam's colour: the same hue
+        rgb = np.array(colors.to_rgb(shade))
+        assert np.corrcoef(rgb, base)[0, 1] > 0.9

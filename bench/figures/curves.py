@@ -60,8 +60,9 @@ def curves_figure(runs: pd.DataFrame | None, curves: pd.DataFrame | None, scale:
         for col, split in enumerate(("train", "eval")):
             ax = axes[row, col]
             part = table[(table.task == task) & (table.split == split)]
+            colours = style.arm_colours(part.optimizer.unique())
             for name, group in part.groupby("optimizer", sort=True):
-                c = style.colour(name)
+                c = colours[name]
                 (line,) = ax.plot(group.step, group["mean"], color=c, lw=1.3,
                                   label=f"{name} ({group.seeds.iloc[0]} seeds)",
                                   marker=style.marker(name) if split == "eval" else None, ms=3)

@@ -55,6 +55,34 @@ def colour(label: str) -> str:
     return _SPARE[sum(map(ord, name)) % len(_SPARE)]
 
 
+def _arm_order(label: str) -> tuple:
+    """Sort key of an arm: the numbers in its label (``adam(learning_rate=0.01)`` -> 0.01)."""
+    numbers = re.findall(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", str(label))
+    return tuple(float(x) for x in numbers), str(label)
+
+
+def arm_colours(labels: Any) -> dict[str, str]:
+    """A colour per label: the optimizer's own colour, and where one optimizer has several arms
+    (learning rates, say), its colour shaded from light (smallest value) to dark (largest) so
+    that the arms can be told apart while the optimizer stays recognisable."""
+    from matplotlib import colors
+
+    groups: dict[str, list[str]] = {}
+    for label in dict.fromkeys(map(str, labels)):
+        groups.setdefault(base_name(label), []).append(label)
+    out = {}
+    for members in groups.values():
+        if len(members) == 1:
+            out[members[0]] = colour(members[0])
+            continue
+        rgb = np.array(colors.to_rgb(colour(members[0])))
+        for i, label in enumerate(sorted(members, key=_arm_order)):
+            mix = -0.65 + 0.95 * i / (len(members) - 1)  # < 0: towards white, > 0: towards black
+            shaded = rgb + (1.0 - rgb) * -mix if mix < 0 else rgb * (1.0 - mix)
+            out[label] = colors.to_hex(np.clip(shaded, 0.0, 1.0))
+    return out
+
+
 def marker(label: str) -> str:
     return LEARNED_MARKER if is_learned(label) else HAND_MARKER
 
