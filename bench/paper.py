@@ -45,8 +45,8 @@ def plan(scale: str, conf: Path = CONF, results: Path = RESULTS,
             steps.append(Step(preset, None, f"conf/sweep/{preset}.yaml does not exist yet"))
             continue
         overrides = [str(o) for o in entry.get("overrides") or []]
-        steps.append(Step(preset, [python, "-m", "bench.sweep", f"sweep={preset}",
-                                   "sweep.figures=false", *overrides]))
+        # Each sweep draws its own figures too (seconds), so that its folder is complete.
+        steps.append(Step(preset, [python, "-m", "bench.sweep", f"sweep={preset}", *overrides]))
     bench = cfg.get("bench")
     if bench is not None:
         table = results / "bench" / "update_cost.parquet"
