@@ -83,7 +83,7 @@ def pareto_figure(runs: pd.DataFrame | None, curves: pd.DataFrame | None, scale:
             notes.append(note)
     table = pareto_table(runs, performance) if runs is not None else pd.DataFrame()
     tasks = sorted(table.task.unique()) if len(table) else ["(no runs)"]
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 4.6 * len(tasks) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(14, 4.6 * len(tasks) + 0.6), squeeze=False)
     for row, task in enumerate(tasks):
         sub = table[table.task == task].reset_index(drop=True) if len(table) else table
         for col, (axis, (column, p10, p90, label, scale_by)) in enumerate(AXES.items()):
@@ -116,10 +116,10 @@ def pareto_figure(runs: pd.DataFrame | None, curves: pd.DataFrame | None, scale:
                 ax.set_xscale("log")
             ax.set_xlabel(label)
             ylabel = "final eval loss / tuned Adam's" if performance == NORMALISED else RAW
-            ax.set_ylabel(f"{ylabel} (mean; bars: 95% bootstrap CI over seeds)")
+            ax.set_ylabel(f"{ylabel}\n(mean; bars: 95% bootstrap CI over seeds)")
             ax.set_title(f"{task}: performance against {axis}")
             ax.grid(alpha=0.3, which="both")
-        axes[row, 1].legend(fontsize=7, loc="upper right", ncol=2)
+        axes[row, 1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle("Pareto fronts: performance against compute and memory "
                  "(circles hand-designed, triangles learned)")
     style.footnote(fig, style.hardware(runs), scale, notes)
