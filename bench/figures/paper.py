@@ -140,8 +140,9 @@ def build(out: Path = OUT, origin: str = "latest", results: Path = sources.RESUL
     curve_rows = pd.concat(curves_tables, ignore_index=True) if curves_tables else None
     scale = "; ".join(describe_scale(t.runs, t.origin) for t in present) or "no runs"
     g = Group("pareto", "5. Pareto fronts: performance against compute and memory",
-              "Final evaluation loss (normalised by tuned Adam's where available) against the "
-              "training-step time and against optimizer-state memory; mean over seeds with "
+              "Final training loss over tuned Adam's at the same step (the lower envelope of "
+              "its learning-rate sweep; raw final evaluation loss where no reference exists) "
+              "against the training-step time and against optimizer-state memory; mean over seeds with "
               "95% bootstrap intervals, the front in black. Each optimizer at its best "
               "learning rate where several were run.")
     g.tables += [hand.origin, learned.origin]

@@ -1,8 +1,9 @@
 """Figure 5, the Pareto fronts: performance against step time and against optimizer-state
 memory, hand-designed and learned optimizers, the front drawn, bars over seeds.
 
-Performance is the final evaluation loss normalised by tuned Adam's (``loss_over_adam`` from
-``bench.normalise``) where that module and its reference table exist; otherwise the raw final
+Performance is the final training loss (mean of the last 10% of steps) over tuned Adam's at
+the same step (``loss_over_adam`` from ``bench.normalise``: the lower envelope of Adam's
+learning-rate sweep) where that module and its reference table exist; otherwise the raw final
 evaluation loss, which the figure says. Where a table holds several learning rates of one
 optimizer, each optimizer is shown at its best (lowest mean loss over seeds) per task.
 """
@@ -115,7 +116,8 @@ def pareto_figure(runs: pd.DataFrame | None, curves: pd.DataFrame | None, scale:
             if axis == "compute":
                 ax.set_xscale("log")
             ax.set_xlabel(label)
-            ylabel = "final eval loss / tuned Adam's" if performance == NORMALISED else RAW
+            ylabel = ("final train loss / tuned Adam's" if performance == NORMALISED
+                      else "final eval loss")
             ax.set_ylabel(f"{ylabel}\n(mean; bars: 95% bootstrap CI over seeds)")
             ax.set_title(f"{task}: performance against {axis}")
             ax.grid(alpha=0.3, which="both")
