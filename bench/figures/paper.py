@@ -142,9 +142,9 @@ def build(out: Path = OUT, origin: str = "latest", results: Path = sources.RESUL
     g = Group("pareto", "5. Pareto fronts: performance against compute and memory",
               "Final training loss over tuned Adam's at the same step (the lower envelope of "
               "its learning-rate sweep; raw final evaluation loss where no reference exists) "
-              "against the training-step time and against optimizer-state memory; mean over seeds with "
-              "95% bootstrap intervals, the front in black. Each optimizer at its best "
-              "learning rate where several were run.")
+              "against the training-step time and against optimizer-state memory; mean over "
+              "seeds with 95% bootstrap intervals, the front in black. Each optimizer at its "
+              "best learning rate where several were run.")
     g.tables += [hand.origin, learned.origin]
     g.notes = _notes(hand, learned)
     _draw(g, out, lambda: pareto.pareto_figure(runs, curve_rows, scale, g.notes), "pareto")

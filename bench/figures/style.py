@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import colors  # noqa: E402
 
 # The learned architectures (optimizers/learned/ARCHITECTURES), listed here so that drawing a
 # figure does not import JAX.
@@ -65,8 +66,6 @@ def arm_colours(labels: Any) -> dict[str, str]:
     """A colour per label: the optimizer's own colour, and where one optimizer has several arms
     (learning rates, say), its colour shaded from light (smallest value) to dark (largest) so
     that the arms can be told apart while the optimizer stays recognisable."""
-    from matplotlib import colors
-
     groups: dict[str, list[str]] = {}
     for label in dict.fromkeys(map(str, labels)):
         groups.setdefault(base_name(label), []).append(label)
