@@ -14,11 +14,17 @@ import os
 # Device memory figures mean something only without JAX's up-front 75% reservation.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
+if __name__ == "__main__":  # the first worker starts while this process imports and plans
+    import sys
+
+    from bench.prestart import start_for_sweep
+
+    start_for_sweep(sys.argv[1:])
+
 import datetime  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -158,7 +164,8 @@ class Sweep:
             if planned.vmapped:
                 from bench.vmapped import run_seeds
 
-                results = run_seeds(task, tx, settings, [p.seed for p in work])
+                results = run_seeds(task, tx, settings, [p.seed for p in work],
+                                    (context or {}).get("seed_batching", "auto"))
             else:
                 from bench.runner import run
 
@@ -191,20 +198,20 @@ def run_isolated(work: list[PlannedRun], sweep_name: str, store: RecordStore,
     is recorded here with status oom (killed by SIGKILL, the kernel's OOM killer's signal) or
     error, and the tail of its output.
     """
+    from bench import prestart
     from bench.hardware import host_facts
     from bench.worker import payload
 
     started = datetime.datetime.now(datetime.timezone.utc).isoformat()
     clock = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "bench.worker"],
-                          input=payload(work, sweep_name, store.folder, context),
-                          capture_output=True, text=True, env={**os.environ, **env})
+    proc = prestart.take(env)
+    stdout, stderr = proc.communicate(payload(work, sweep_name, store.folder, context))
     rows = [store.read_row(p.run_id) for p in work]
     if proc.returncode == 0 and all(r is not None and r.get("started_at", "") >= started
                                     for r in rows):
         return rows
     killed = proc.returncode == -signal.SIGKILL
-    tail = (proc.stderr or proc.stdout or "")[-2000:]
+    tail = (stderr or stdout or "")[-2000:]
     out = []
     for planned in work:
         row = {**config_columns(planned, sweep_name), **host_facts(), **context,
@@ -472,7 +479,8 @@ def _execute(todo: list[list[PlannedRun]], sweep: Sweep, store: RecordStore,
     def context(placement: Placement) -> dict[str, Any]:
         return {"isolated": isolate, "timing_exclusive": placement.timing_exclusive,
                 "concurrent_jobs": placement.concurrent_jobs, "gpu": placement.gpu,
-                "compile_cache": cache is not None}
+                "compile_cache": cache is not None,
+                **({"seed_batching": settings.seed_batching} if settings.vmap_seeds else {})}
 
     if not isolate:
         if cache is not None:

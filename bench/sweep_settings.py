@@ -10,6 +10,10 @@ from typing import Any
 from bench.code_version import POLICIES
 from bench.plan import SweepConfigError
 
+# sweep.seed_batching (bench.vmapped.resolve_batching; listed here to check settings without
+# importing JAX)
+SEED_BATCHINGS = ("auto", "vmap", "unroll")
+
 # The preset's part of ``sweep``: what to run (planned by bench.plan).
 PLAN_KEYS = ("tasks", "seeds", "optimizers")
 
@@ -29,6 +33,7 @@ class SweepSettings:
     num_shards: int = 1
     collect_only: bool = False
     vmap_seeds: bool = False
+    seed_batching: str = "auto"
     code_version: str = "source"
     compile_cache: str | None = None
 
@@ -48,6 +53,9 @@ class SweepSettings:
                                    f"{self.num_shards} (shards are numbered from 0)")
         if not (isinstance(self.isolate, bool) or str(self.isolate).lower() == "auto"):
             raise SweepConfigError(f"sweep.isolate={self.isolate!r}: expected true, false or auto")
+        if self.seed_batching not in SEED_BATCHINGS:
+            raise SweepConfigError(f"sweep.seed_batching={self.seed_batching!r}: expected one of "
+                                   f"{', '.join(SEED_BATCHINGS)}")
         if self.code_version not in POLICIES:
             raise SweepConfigError(f"sweep.code_version={self.code_version!r}: expected one of "
                                    f"{', '.join(POLICIES)}")

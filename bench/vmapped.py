@@ -1,7 +1,9 @@
 """Several seeds of one run trained as one compiled program (``sweep.vmap_seeds=true``).
 
-On small tasks a step is mostly dispatch and compilation, so seeds that differ only in their
-seed train together: ``vmap`` over seeds of a ``lax.scan`` over steps, one compile for all.
+On small tasks a run is mostly process start, compilation and dispatch, so seeds that differ
+only in their seed train together: one ``lax.scan`` over steps holding every seed (batched
+with ``vmap``, or unrolled seed by seed: ``resolve_batching``), one compile for all, the
+training data on the device and gathered there.
 Each seed gets its own initial parameters, data order and status (one diverging seed stops
 only its own curve) and its own row and curves, equal to a sequential run's up to float
 rounding. What is not per seed is time: the rows are throughput-only, so their step-time
@@ -25,22 +27,69 @@ import pandas as pd
 
 from bench import memory
 from bench.runner import RunResult, RunSettings, _chunk_bounds, _gather
+from bench.sweep_settings import SEED_BATCHINGS
 from bench.timing import Stopwatch
-from tasks.base import Task, num_params
+from tasks.base import Task, num_examples, num_params, shuffled_indices
 
 
-def _train_chunk(task: Task, tx: optax.GradientTransformationExtraArgs):
-    """(params, opt_state, batches) -> (params, opt_state, losses): one seed's scanned steps."""
+def resolve_batching(setting: str, backend: str | None = None) -> str:
+    """``sweep.seed_batching``: how one program holds several seeds.
 
-    def step(carry, batch):
+    ``vmap`` batches every operation over seeds; ``unroll`` repeats the step once per seed in
+    the scan's body, so each seed's operations stay unbatched and independent. ``auto`` picks
+    by measurement: unroll on CPU, where XLA:CPU's batched matrix products are slow (eight
+    seeds of the standard task: 42 us per seed-step unrolled against 69 us vmapped, one seed
+    alone 52 us), vmap on accelerators.
+    """
+    if setting not in SEED_BATCHINGS:
+        raise ValueError(f"sweep.seed_batching={setting!r}: expected one of "
+                         f"{', '.join(SEED_BATCHINGS)}")
+    if setting != "auto":
+        return setting
+    return "unroll" if (backend or jax.default_backend()) == "cpu" else "vmap"
+
+
+def _stack(trees: Sequence[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _batch(xs: Any, data: dict[str, jax.Array] | None) -> Any:
+    """One step's batch: ``xs`` itself, or the rows ``xs`` of the device-resident ``data``."""
+    if data is None:
+        return xs
+    return {k: a.at[xs].get(mode="promise_in_bounds", unique_indices=True)
+            for k, a in data.items()}
+
+
+def _train_chunk(task: Task, tx: optax.GradientTransformationExtraArgs, batching: str):
+    """``(carry, xs, data) -> (carry, losses)``: scanned steps of every seed; losses come back
+    as [seeds, steps], ``xs`` are batches or row indices into ``data``.
+
+    ``vmap``: the carry is (params, opt_state) with a leading seed axis, xs [seeds, steps, ...].
+    ``unroll``: the carry is a list of one (params, opt_state) per seed, xs a list of one
+    [steps, ...] per seed (kept apart: slicing one stacked array per seed and step makes the
+    program slower to compile).
+    """
+
+    def step(carry, xs, data):
         params, opt_state = carry
-        loss, grads = jax.value_and_grad(task.loss)(params, batch)
+        loss, grads = jax.value_and_grad(task.loss)(params, _batch(xs, data))
         updates, opt_state = tx.update(grads, opt_state, params, value=loss)
         return (optax.apply_updates(params, updates), opt_state), loss
 
-    def chunk(params, opt_state, batches):
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), batches)
-        return params, opt_state, losses
+    if batching == "vmap":
+        def one_seed(carry, xs, data):
+            return jax.lax.scan(lambda c, x: step(c, x, data), carry, xs)
+
+        return jax.vmap(one_seed, in_axes=(0, 0, None))
+
+    def chunk(carries, xs, data):
+        def body(carries, x):
+            out = [step(carry, x_seed, data) for carry, x_seed in zip(carries, x)]
+            return [o[0] for o in out], jnp.stack([o[1] for o in out])
+
+        carries, losses = jax.lax.scan(body, carries, xs)
+        return carries, losses.T
 
     return chunk
 
@@ -55,20 +104,59 @@ def _evaluate(eval_loss, params, task: Task) -> np.ndarray:
     return total / count
 
 
-def _stacked_batches(iterators, count: int, pool: ThreadPoolExecutor) -> dict[str, np.ndarray]:
-    """``count`` batches from each seed's iterator: arrays of shape [seeds, count, ...].
+def _batches(iterators, count: int, pool: ThreadPoolExecutor) -> list[dict[str, np.ndarray]]:
+    """``count`` batches from each seed's iterator: per seed, arrays of shape [count, ...].
 
     Drawing a shuffled batch is a random-row gather, bound by memory latency (about 40 us for
     128 rows of a 15 MB array); NumPy releases the GIL while it copies, so seeds are drawn on
     several threads, each iterator by one thread at a time and in its own order.
     """
-    per_seed = list(pool.map(lambda it: _gather(it, count), iterators))
-    return {k: np.stack([np.stack(g[k]) for g in per_seed]) for k in per_seed[0]}
+    per_seed = pool.map(lambda it: _gather(it, count), iterators)
+    return [{k: np.stack(v) for k, v in grouped.items()} for grouped in per_seed]
+
+
+def _stack_host(trees: Sequence[Any]) -> Any:
+    return jax.tree.map(lambda *xs: np.stack(xs), *trees)
+
+
+class _Feed:
+    """Each seed's training batches, chunk by chunk.
+
+    Where the task names its training arrays (``Task.train_arrays``), they go to the device
+    once and a chunk is only the row indices of its batches (per seed, [steps, batch]
+    integers): the program gathers the rows itself, the same rows in the same order as the
+    task's own iterator. Otherwise the batches are drawn on the host, seeds on a thread pool.
+    """
+
+    def __init__(self, task: Task, seeds: Sequence[int]):
+        self.data = None
+        if task.train_arrays is not None:
+            self.data = {k: jnp.asarray(v) for k, v in task.train_arrays.items()}
+            num = num_examples(task.train_arrays)
+            self.indices = [shuffled_indices(num, task.batch_size, s) for s in seeds]
+        else:
+            self.iterators = [task.train_batches(s) for s in seeds]
+            self.pool = ThreadPoolExecutor(max_workers=min(len(seeds), os.cpu_count() or 1))
+
+    def chunk(self, count: int, batching: str) -> Any:
+        """The next ``count`` steps' inputs, laid out as ``_train_chunk(..., batching)`` takes
+        them."""
+        if self.data is not None:
+            per_seed = [np.stack([next(it) for _ in range(count)]) for it in self.indices]
+        else:
+            per_seed = _batches(self.iterators, count, self.pool)
+        return _stack_host(per_seed) if batching == "vmap" else per_seed
+
+    def close(self) -> None:
+        if self.data is None:
+            self.pool.shutdown()
 
 
 def run_seeds(task: Task, tx: optax.GradientTransformationExtraArgs, settings: RunSettings,
-              seeds: Sequence[int]) -> list[RunResult]:
-    """Train ``tx`` on ``task`` once per seed, all seeds in one program; one result per seed."""
+              seeds: Sequence[int], batching: str = "auto") -> list[RunResult]:
+    """Train ``tx`` on ``task`` once per seed, all seeds in one program; one result per seed.
+    ``batching`` says how the program holds the seeds (``resolve_batching``)."""
+    batching = resolve_batching(batching)
     if settings.steps < 1:
         raise ValueError("sweep.vmap_seeds=true needs run.steps >= 1 (it trains; "
                          "timing-only runs are measured one by one)")
@@ -80,15 +168,25 @@ def run_seeds(task: Task, tx: optax.GradientTransformationExtraArgs, settings: R
         "steps": settings.steps, "num_params": num_params(task),
         "param_bytes": memory.tree_bytes(param_shapes), "batch_size": task.batch_size,
         **memory.state_summary(tx.init, param_shapes), "vmapped_seeds": n,
+        "seed_batching": batching,
     }
-    chunk = jax.jit(jax.vmap(_train_chunk(task, tx)), donate_argnums=(0, 1))
+    chunk = jax.jit(_train_chunk(task, tx, batching), donate_argnums=0)
     eval_loss = jax.jit(jax.vmap(task.loss, in_axes=(0, None)))
-    # The initialiser compiled once, unbatched, and called per seed: run eagerly, every batched
+    stacked_params = jax.jit(lambda carries: _stack([c[0] for c in carries]))
+    # The initialisers compiled once, unbatched, and called per seed: run eagerly, every batched
     # primitive would compile apart, and the batched program compiles about twice as long.
-    init = jax.jit(task.init)
-    params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[init(k) for k in keys])
-    opt_state = jax.tree.map(jnp.copy, jax.jit(jax.vmap(tx.init))(params))  # a buffer per leaf
-    iterators = [task.train_batches(s) for s in seeds]
+    init, state_init = jax.jit(task.init), jax.jit(tx.init)
+    carry: Any = []
+    for key in keys:
+        params = init(key)
+        carry.append((params, jax.tree.map(jnp.copy, state_init(params))))  # a buffer per leaf
+    if batching == "vmap":
+        carry = _stack(carry)
+
+    def params_of_seeds():
+        return carry[0] if batching == "vmap" else stacked_params(carry)
+
+    feed = _Feed(task, seeds)
     compiled: dict[int, Any] = {}
     compile_s, train_clock, eval_clock = 0.0, Stopwatch(), Stopwatch()
     losses: list[np.ndarray] = []  # [seeds, chunk] per chunk
@@ -97,17 +195,17 @@ def run_seeds(task: Task, tx: optax.GradientTransformationExtraArgs, settings: R
     stopped = np.full(n, -1)  # per seed: the step it diverged at, or -1
     limit = np.full(n, np.inf)
     with eval_clock:
-        evals.append((0, _evaluate(eval_loss, params, task), 0.0))
-    with ThreadPoolExecutor(max_workers=min(n, os.cpu_count() or 1)) as pool:  # draws batches
+        evals.append((0, _evaluate(eval_loss, params_of_seeds(), task), 0.0))
+    try:
         for start, end in _chunk_bounds(settings.steps, settings.chunk_steps, settings.eval_every):
-            batches = _stacked_batches(iterators, end - start, pool)
+            xs = feed.chunk(end - start, batching)
             if end - start not in compiled:
                 began = time.perf_counter()
-                compiled[end - start] = chunk.lower(params, opt_state, batches).compile()
+                compiled[end - start] = chunk.lower(carry, xs, feed.data).compile()
                 compile_s += time.perf_counter() - began
             with train_clock:
                 before = train_clock.total
-                params, opt_state, chunk_losses = compiled[end - start](params, opt_state, batches)
+                carry, chunk_losses = compiled[end - start](carry, xs, feed.data)
                 chunk_losses = np.asarray(jax.block_until_ready(chunk_losses))
             elapsed = train_clock.total - before
             if start == 0:
@@ -121,7 +219,10 @@ def run_seeds(task: Task, tx: optax.GradientTransformationExtraArgs, settings: R
                 break
             if end % settings.eval_every == 0 or end == settings.steps:
                 with eval_clock:
-                    evals.append((end, _evaluate(eval_loss, params, task), train_clock.total))
+                    evals.append((end, _evaluate(eval_loss, params_of_seeds(), task),
+                                  train_clock.total))
+    finally:
+        feed.close()
     all_losses, all_walls = np.concatenate(losses, axis=1), np.concatenate(walls)
     peaks = {"peak_rss_bytes": memory.peak_rss_bytes(),
              "peak_device_bytes": memory.peak_device_bytes(),

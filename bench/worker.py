@@ -53,14 +53,20 @@ def main() -> int:
 
     from bench.sweep import Sweep
 
-    data = json.load(sys.stdin)
+    ready = time.time()
+    text = sys.stdin.read()
+    if not text:  # started ahead of need (bench.prestart) and not needed after all
+        return 0
+    data = json.loads(text)
     context = dict(data["context"])
     cache = context.pop("cache_dir", None)
     if cache is not None:
         from bench.compile_cache import enable
 
         enable(cache)
-    context["process_start_s"] = time.time() - data["launched_at"]
+    # How long the run waited for its process: the whole start, or none of it for a worker
+    # started ahead while the sweep planned (bench.prestart).
+    context["process_start_s"] = max(0.0, ready - data["launched_at"])
     store = RecordStore(Path(data["folder"]))
     for row, curves in Sweep().execute([planned_from(r) for r in data["runs"]], data["sweep"],
                                        context):

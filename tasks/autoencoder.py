@@ -47,6 +47,7 @@ def mlp_autoencoder(
         init=functools.partial(init_mlp, sizes=[inputs, *hidden_sizes, inputs]),
         loss=loss,
         train_batches=functools.partial(shuffled_batches, train, batch_size),
+        train_arrays=train,
         eval_batches=functools.partial(sequential_batches, test, eval_batch_size),
         abstract_batch={"image": jax.ShapeDtypeStruct((batch_size, inputs), jnp.float32)},
         hparams={"dataset": dataset, "image_size": image_size,

@@ -38,6 +38,10 @@ class Task:
       num_classes: number of classes for a classification loss (losses are clipped at
         1.5 * ln(num_classes) when normalised); None for other losses.
       step_budget: the default number of training steps for this task.
+      train_arrays: the training split, where ``train_batches(seed)`` is
+        ``shuffled_batches(train_arrays, batch_size, seed)``; a runner may then keep the
+        arrays on the device and gather each batch there at ``shuffled_indices`` (the same
+        rows in the same order) instead of copying batches in from the host. None otherwise.
     """
 
     name: str
@@ -52,6 +56,7 @@ class Task:
     metrics: Callable[[Params, Batch], Mapping[str, jax.Array]] | None = None
     num_classes: int | None = None
     step_budget: int = 2000
+    train_arrays: Mapping[str, np.ndarray] | None = None
 
 
 def num_params(task: Task) -> int:
@@ -60,26 +65,36 @@ def num_params(task: Task) -> int:
     return int(sum(np.prod(leaf.shape, dtype=np.int64) for leaf in jax.tree.leaves(shapes)))
 
 
-def shuffled_batches(
-    arrays: Mapping[str, np.ndarray], batch_size: int, seed: int
-) -> Iterator[dict[str, np.ndarray]]:
-    """Yield batches forever: one fresh permutation per epoch, drawn from ``seed``.
+def num_examples(arrays: Mapping[str, np.ndarray]) -> int:
+    """The common first dimension of ``arrays``; a ValueError if they disagree."""
+    sizes = {len(a) for a in arrays.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"arrays disagree on their first dimension: {sorted(sizes)}")
+    return sizes.pop()
+
+
+def shuffled_indices(num: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
+    """Yield the row indices of each batch forever: one fresh permutation of ``num`` rows per
+    epoch, drawn from ``seed``.
 
     The remainder of each epoch that does not fill a batch is dropped so that every batch
     has the same shape (one compiled step serves them all).
     """
-    sizes = {len(a) for a in arrays.values()}
-    if len(sizes) != 1:
-        raise ValueError(f"arrays disagree on their first dimension: {sorted(sizes)}")
-    (n,) = sizes
-    if batch_size > n:
-        raise ValueError(f"batch_size={batch_size} exceeds the {n} examples available")
+    if batch_size > num:
+        raise ValueError(f"batch_size={batch_size} exceeds the {num} examples available")
     rng = np.random.default_rng(seed)
     while True:
-        order = rng.permutation(n)
-        for start in range(0, n - batch_size + 1, batch_size):
-            idx = order[start : start + batch_size]
-            yield {k: a[idx] for k, a in arrays.items()}
+        order = rng.permutation(num).astype(np.int32)
+        for start in range(0, num - batch_size + 1, batch_size):
+            yield order[start : start + batch_size]
+
+
+def shuffled_batches(
+    arrays: Mapping[str, np.ndarray], batch_size: int, seed: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """Yield batches forever: the rows of ``arrays`` at ``shuffled_indices``."""
+    for idx in shuffled_indices(num_examples(arrays), batch_size, seed):
+        yield {k: a[idx] for k, a in arrays.items()}
 
 
 def sequential_batches(

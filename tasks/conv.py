@@ -79,6 +79,7 @@ def convnet(
                                        channels=channels, num_classes=splits.num_classes)),
         loss=loss,
         train_batches=functools.partial(shuffled_batches, splits.train, batch_size),
+        train_arrays=splits.train,
         eval_batches=functools.partial(sequential_batches, splits.test, eval_batch_size),
         abstract_batch=abstract_image_batch(splits, batch_size),
         hparams={"dataset": dataset, "image_size": image_size,

@@ -51,6 +51,7 @@ def image_mlp(
         init=functools.partial(init_mlp, sizes=sizes),
         loss=loss,
         train_batches=functools.partial(shuffled_batches, splits.train, batch_size),
+        train_arrays=splits.train,
         eval_batches=functools.partial(sequential_batches, splits.test, eval_batch_size),
         abstract_batch=abstract_image_batch(splits, batch_size),
         hparams={

@@ -34,9 +34,16 @@ def apply_mlp(layers: Layers, x: jax.Array, activation=jax.nn.relu) -> jax.Array
 
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean cross-entropy of integer ``labels`` under ``logits``."""
+    """Mean cross-entropy of integer ``labels`` under ``logits``.
+
+    The label's log-probability is picked with a one-hot mask rather than a gather: the same
+    value, but its gradient is a multiply instead of a scatter, which XLA:CPU runs element by
+    element (a step of the standard task measured 66 us against 75 us with the gather, and
+    93 against 121 us per seed with eight seeds vmapped).
+    """
     log_probs = jax.nn.log_softmax(logits)
-    return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=-1))
+    mask = jax.nn.one_hot(labels, logits.shape[-1], dtype=log_probs.dtype)
+    return -jnp.mean(jnp.sum(mask * log_probs, axis=-1))
 
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:

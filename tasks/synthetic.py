@@ -48,6 +48,7 @@ def synthetic_mlp(
         init=functools.partial(init_mlp, sizes=sizes),
         loss=loss,
         train_batches=functools.partial(shuffled_batches, train, batch_size),
+        train_arrays=train,
         eval_batches=functools.partial(sequential_batches, test, num_eval),
         abstract_batch={
             "x": jax.ShapeDtypeStruct((batch_size, inputs), jnp.float32),
@@ -86,6 +87,7 @@ def wide_linear(
         init=init,
         loss=loss,
         train_batches=functools.partial(shuffled_batches, data, batch_size),
+        train_arrays=data,
         eval_batches=functools.partial(sequential_batches, data, n),
         abstract_batch={
             "x": jax.ShapeDtypeStruct((batch_size, rows), jnp.float32),

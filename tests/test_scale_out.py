@@ -3,6 +3,7 @@ shards, and seeds trained together (vmapped)."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 import time
@@ -103,6 +104,7 @@ def test_decision_says_why_runs_are_skipped_or_rerun(tmp_path):
     ({"jobs": "four"}, "sweep.jobs='four': expected an integer"),
     ({"shard": 2, "num_shards": 2}, "sweep.shard=2: must be below sweep.num_shards=2"),
     ({"vmap_seeds": "yes"}, "sweep.vmap_seeds='yes': expected true or false"),
+    ({"seed_batching": "loop"}, "sweep.seed_batching='loop': expected one of auto"),
     ({"code_version": "latest"}, "sweep.code_version='latest'"),
     ({"isolate": "sometimes"}, "sweep.isolate='sometimes'"),
 ])
@@ -182,11 +184,16 @@ def test_pool_gives_each_worker_its_own_gpu():
     assert all(p.timing_exclusive and p.concurrent_jobs == 2 for _, p, _ in results)
 
 
-def test_vmapped_seeds_match_sequential_runs(synthetic_task, tiny_run):
-    """Seeds trained as one program give each seed the losses a run of its own gives."""
+@pytest.mark.parametrize("batching, data_on_device", [("unroll", True), ("vmap", False)])
+def test_vmapped_seeds_match_sequential_runs(synthetic_task, tiny_run, batching, data_on_device):
+    """Seeds trained as one program give each seed the losses a run of its own gives, with
+    the seeds batched or unrolled, the batches gathered on the device or drawn on the host."""
     settings = RunSettings(**{**TINY_SETTINGS, "timing": False})
-    together = run_seeds(synthetic_task, build_optimizer(ADAM), settings, [0, 1])
+    task = synthetic_task if data_on_device else dataclasses.replace(synthetic_task,
+                                                                     train_arrays=None)
+    together = run_seeds(task, build_optimizer(ADAM), settings, [0, 1], batching)
     assert [r.status for r in together] == ["ok"] * 2
+    assert {r.summary["seed_batching"] for r in together} == {batching}
     for seed, result in zip([0, 1], together):
         alone = tiny_run(ADAM, seed=seed)  # timed, which changes no loss
         for split in ("train", "eval"):
@@ -216,6 +223,17 @@ def test_vmapped_divergence_is_per_seed(synthetic_task):
     assert "diverged" in [r.status for r in results]
 
 
+def test_seed_batching_auto_picks_by_backend():
+    """auto unrolls seeds on CPU and batches them elsewhere; a bad name is refused."""
+    from bench.vmapped import resolve_batching
+
+    assert resolve_batching("auto", "cpu") == "unroll"
+    assert resolve_batching("auto", "gpu") == "vmap"
+    assert resolve_batching("vmap", "cpu") == "vmap"
+    with pytest.raises(ValueError, match="sweep.seed_batching='loop'"):
+        resolve_batching("loop")
+
+
 def test_benchmark_ratios_use_the_fastest_repeat():
     """The seed-throughput ratios compare the fastest repeat of each sweep (synthetic times)."""
     from bench.seed_throughput import MODES, ratios
@@ -228,3 +246,39 @@ def test_benchmark_ratios_use_the_fastest_repeat():
     assert out["sequential/vmapped (isolated, cold cache)"] == pytest.approx(4.0)
     assert out["sequential/vmapped (shared, warm cache)"] == pytest.approx(4.0)
     assert out["cold/warm cache (vmapped_shared)"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["sweep=smoke"], True),
+    (["sweep=smoke", "sweep.jobs=1", "sweep.isolate=true"], True),
+    (["-m", "hydra/launcher=local", "sweep=smoke"], False),
+    (["sweep=smoke", "sweep.isolate=false"], False),
+    (["sweep=smoke", "sweep.jobs=4"], False),
+    (["sweep=smoke", "sweep.collect_only=true"], False),
+    (["--help"], False),
+])
+def test_worker_started_ahead_only_where_a_sweep_uses_one(argv, expected):
+    from bench.prestart import worth_starting
+
+    assert worth_starting(argv) is expected
+
+
+def test_worker_started_ahead_is_taken_only_with_its_environment():
+    """A worker started ahead serves the first work item if its environment matches; else it
+    is stopped and a fresh one starts. A worker given no payload exits cleanly."""
+    from bench import prestart
+
+    prestart.start({"CUDA_VISIBLE_DEVICES": "1"})
+    early = prestart._waiting[0]
+    fresh = prestart.take({})
+    try:
+        assert fresh is not early and early.returncode is not None  # stopped
+    finally:
+        fresh.kill()
+        fresh.communicate()
+    prestart.start({})
+    early = prestart._waiting[0]
+    assert prestart.take({}) is early
+    early.communicate("")
+    assert early.returncode == 0
+    prestart.stop()  # nothing waits any more: a no-op

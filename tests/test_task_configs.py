@@ -157,6 +157,22 @@ def test_train_batches_are_seeded(path):
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_train_arrays_give_the_train_batches(path):
+    """Where a task names its training arrays, its batches are those arrays' rows at
+    ``shuffled_indices``: what a runner gathering on the device relies on."""
+    task = _task(path)
+    if task.train_arrays is None:
+        pytest.skip(f"{path.stem} draws its batches otherwise (no train_arrays)")
+    num = tasks.base.num_examples(task.train_arrays)
+    indices = tasks.base.shuffled_indices(num, task.batch_size, seed=3)
+    for batch in _take(task.train_batches(3), 3):
+        idx = next(indices)
+        assert set(batch) == set(task.train_arrays)
+        for key, array in task.train_arrays.items():
+            np.testing.assert_array_equal(batch[key], array[idx])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_eval_batches_cover_split_once(path):
     """eval_batches ends, repeats itself exactly, and holds every evaluation example once."""
     cfg = _config(path)
