@@ -29,6 +29,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
+import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -268,7 +269,14 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
               "update_time_median_s", "opt_state_floats_per_param")
     runs = runs.assign(**{c: float("nan") for c in needed if c not in runs})
     grouped = runs.groupby(["task", "optimizer"], sort=True)
-    table = pd.DataFrame({
+    with warnings.catch_warnings():  # medians of throughput-only runs' empty timing columns
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table = _summary_columns(runs, grouped)
+    return table.sort_values(["eval_loss"]).round(4)
+
+
+def _summary_columns(runs: pd.DataFrame, grouped) -> pd.DataFrame:
+    return pd.DataFrame({
         "runs": grouped.size(),
         "ok": grouped.status.apply(lambda s: int((s == "ok").sum())),
         "params": grouped.num_params.first(),
@@ -283,8 +291,9 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
         "state_floats/param": grouped.opt_state_floats_per_param.mean(),
         **({"eval_acc": grouped.final_eval_accuracy.mean()}
            if "final_eval_accuracy" in runs else {}),
+        **({"steps/s": grouped.throughput_steps_per_s.median()}
+           if "throughput_steps_per_s" in runs else {}),
     })
-    return table.sort_values(["eval_loss"]).round(4)
 
 
 class Decision:

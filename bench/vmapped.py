@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,7 +26,14 @@ import optax
 import pandas as pd
 
 from bench import memory
-from bench.runner import RunResult, RunSettings, _chunk_bounds, _gather
+from bench.runner import (
+    RunResult,
+    RunSettings,
+    _chunk_bounds,
+    _gather,
+    _own_buffers,
+    compiled_unoptimised,
+)
 from bench.sweep_settings import SEED_BATCHINGS
 from bench.timing import Stopwatch
 from tasks.base import Task, num_examples, num_params, shuffled_indices
@@ -94,12 +101,13 @@ def _train_chunk(task: Task, tx: optax.GradientTransformationExtraArgs, batching
     return chunk
 
 
-def _evaluate(eval_loss, params, task: Task) -> np.ndarray:
-    """Per seed: mean loss over the whole evaluation split, batches weighted by size."""
+def _evaluate(losses: Callable[[Any], Any], task: Task) -> np.ndarray:
+    """Per seed: mean loss over the whole evaluation split, batches weighted by size;
+    ``losses(batch)`` gives every seed's loss on one batch."""
     total, count = 0.0, 0
     for batch in task.eval_batches():
         n = len(next(iter(batch.values())))
-        total = total + np.asarray(eval_loss(params, batch), np.float64) * n
+        total = total + np.asarray(losses(batch), np.float64) * n
         count += n
     return total / count
 
@@ -162,8 +170,7 @@ def run_seeds(task: Task, tx: optax.GradientTransformationExtraArgs, settings: R
                          "timing-only runs are measured one by one)")
     memory.reset_peak_rss()
     n = len(seeds)
-    keys = jnp.stack([jax.random.key(s) for s in seeds])
-    param_shapes = jax.eval_shape(task.init, keys[0])
+    param_shapes = jax.eval_shape(task.init, jax.random.key(seeds[0]))
     common: dict[str, Any] = {
         "steps": settings.steps, "num_params": num_params(task),
         "param_bytes": memory.tree_bytes(param_shapes), "batch_size": task.batch_size,
@@ -171,20 +178,21 @@ def run_seeds(task: Task, tx: optax.GradientTransformationExtraArgs, settings: R
         "seed_batching": batching,
     }
     chunk = jax.jit(_train_chunk(task, tx, batching), donate_argnums=0)
-    eval_loss = jax.jit(jax.vmap(task.loss, in_axes=(0, None)))
-    stacked_params = jax.jit(lambda carries: _stack([c[0] for c in carries]))
-    # The initialisers compiled once, unbatched, and called per seed: run eagerly, every batched
-    # primitive would compile apart, and the batched program compiles about twice as long.
-    init, state_init = jax.jit(task.init), jax.jit(tx.init)
-    carry: Any = []
-    for key in keys:
-        params = init(key)
-        carry.append((params, jax.tree.map(jnp.copy, state_init(params))))  # a buffer per leaf
+    eval_loss = jax.jit(jax.vmap(task.loss, in_axes=(0, None)) if batching == "vmap"
+                        else task.loss)
+    # The initialisers compiled once, unbatched, and called per seed (a batched initialiser
+    # compiles about twice as long).
+    init = compiled_unoptimised(task.init, jax.random.key(seeds[0]))
+    carry: Any = [init(jax.random.key(seed)) for seed in seeds]
+    state_init = compiled_unoptimised(tx.init, carry[0])
+    carry = [(params, _own_buffers(state_init(params))) for params in carry]
     if batching == "vmap":
         carry = _stack(carry)
 
-    def params_of_seeds():
-        return carry[0] if batching == "vmap" else stacked_params(carry)
+    def seed_losses(batch):  # unrolled seeds are evaluated one by one: one small compile
+        if batching == "vmap":
+            return eval_loss(carry[0], batch)
+        return np.stack([eval_loss(params, batch) for params, _ in carry])
 
     feed = _Feed(task, seeds)
     compiled: dict[int, Any] = {}
@@ -195,7 +203,7 @@ def run_seeds(task: Task, tx: optax.GradientTransformationExtraArgs, settings: R
     stopped = np.full(n, -1)  # per seed: the step it diverged at, or -1
     limit = np.full(n, np.inf)
     with eval_clock:
-        evals.append((0, _evaluate(eval_loss, params_of_seeds(), task), 0.0))
+        evals.append((0, _evaluate(seed_losses, task), 0.0))
     try:
         for start, end in _chunk_bounds(settings.steps, settings.chunk_steps, settings.eval_every):
             xs = feed.chunk(end - start, batching)
@@ -219,7 +227,7 @@ def run_seeds(task: Task, tx: optax.GradientTransformationExtraArgs, settings: R
                 break
             if end % settings.eval_every == 0 or end == settings.steps:
                 with eval_clock:
-                    evals.append((end, _evaluate(eval_loss, params_of_seeds(), task),
+                    evals.append((end, _evaluate(seed_losses, task),
                                   train_clock.total))
     finally:
         feed.close()
