@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.hlo_traffic import loop_bytes
+
 
 def _first(analysis: Any) -> dict[str, Any]:
     # Older JAX returns a list with one dict per computation; newer returns the dict.
@@ -13,7 +15,8 @@ def _first(analysis: Any) -> dict[str, Any]:
 
 
 def compiled_costs(compiled: Any, prefix: str) -> dict[str, float | None]:
-    """FLOPs, bytes accessed and argument/output/temporary bytes of an XLA executable."""
+    """FLOPs, bytes accessed and argument/output/temporary bytes of an XLA executable, and the
+    bytes its top-level loops move (``bench.hlo_traffic``)."""
     try:
         cost = _first(compiled.cost_analysis())
     except Exception:  # some backends implement no cost analysis
@@ -35,4 +38,13 @@ def compiled_costs(compiled: Any, prefix: str) -> dict[str, float | None]:
         f"{prefix}_argument_bytes": mem("argument_size_in_bytes"),
         f"{prefix}_output_bytes": mem("output_size_in_bytes"),
         f"{prefix}_temp_bytes": mem("temp_size_in_bytes"),
+        f"{prefix}_loop_bytes": _loop_bytes(compiled),
     }
+
+
+def _loop_bytes(compiled: Any) -> int | None:
+    try:
+        text = compiled.as_text()
+    except Exception:  # an executable that cannot print its HLO
+        return None
+    return loop_bytes(text) if text else None

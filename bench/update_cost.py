@@ -113,10 +113,14 @@ def bench_update_cost(names: list[str], sizes: list[int], repeats: int) -> pd.Da
                 "update_bytes_accessed": costs["update_bytes_accessed"],
                 "update_temp_bytes": costs["update_temp_bytes"],
                 "update_temp_floats_per_param": costs["update_temp_bytes"] / 4 / n,
+                "loop_bytes": costs["update_loop_bytes"],
                 "opt_state_bytes": costs["opt_state_bytes"],
             }
             if moved is not None:
                 row["bandwidth_ratio"] = row["achieved_gbps"] / row["copy_gbps"]
+                if row["loop_bytes"] is not None:  # the same, on what the program moves
+                    row["loop_bandwidth_ratio"] = (row["loop_bytes"] / median / 1e9
+                                                   / row["copy_gbps"])
             if name == "adam":
                 rows_ = task.hparams["rows"]
                 minimal = float(np.median(minimal_update_seconds(tx, rows_, repeats)))
@@ -125,7 +129,10 @@ def bench_update_cost(names: list[str], sizes: list[int], repeats: int) -> pd.Da
             rows.append(row)
             print(f"{name:>22} {n:>11,} params: update {median * 1e3:9.3f} ms"
                   + ("" if moved is None else
-                     f", {row['achieved_gbps']:6.1f} GB/s = {row['bandwidth_ratio']:.2f} of copy")
+                     f", {row['achieved_gbps']:6.1f} GB/s = {row['bandwidth_ratio']:.2f} of copy"
+                     + ("" if row["loop_bytes"] is None else
+                        f" ({row['loop_bytes'] / 4 / n:.1f} floats/param in its loops: "
+                        f"{row['loop_bandwidth_ratio']:.2f} of copy)"))
                   + (f", harness/minimal {row['harness_vs_minimal']:.3f}" if name == "adam"
                      else ""), flush=True)
     table = pd.DataFrame(rows)

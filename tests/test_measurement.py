@@ -123,3 +123,31 @@ def test_isolation_is_recorded_per_row(run_sweep, tmp_path, isolate):
     assert runs.isolated.tolist() == [isolate]
     assert (runs.peak_rss_bytes > 50e6).all()
     assert runs.status.tolist() == ["ok"]
+
+
+def test_loop_bytes_counts_what_each_loop_of_an_update_moves():
+    """SGD's update is one loop reading the parameters and gradients and writing the
+    parameters: 3 floats per parameter. Adam must move at least its analytic 7; a while loop
+    in the entry makes the count unknowable (None)."""
+    import jax.numpy as jnp
+
+    from bench.hlo_traffic import loop_bytes, shape_bytes
+
+    assert shape_bytes("(f32[10,3]{1,0}, s32[], pred[4])") == 120 + 4 + 4
+    params = {"w": jnp.zeros((256, 128))}
+    grads = {"w": jnp.ones((256, 128))}
+    n = 256 * 128
+
+    def floats_per_param(tx):
+        def update(params, state, grads):
+            updates, state = tx.update(grads, state, params)
+            return optax.apply_updates(params, updates), state
+
+        compiled = jax.jit(update, donate_argnums=(0, 1)).lower(
+            params, tx.init(params), grads).compile()
+        return loop_bytes(compiled.as_text()) / 4 / n
+
+    assert floats_per_param(optax.sgd(0.1)) == pytest.approx(3.0, abs=0.01)
+    assert floats_per_param(optax.adam(0.1)) >= 7.0
+    looped = jax.jit(lambda x: jax.lax.fori_loop(0, 3, lambda i, y: y * 2.0, x))
+    assert loop_bytes(looped.lower(params["w"]).compile().as_text()) is None
