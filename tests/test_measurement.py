@@ -151,3 +151,27 @@ def test_loop_bytes_counts_what_each_loop_of_an_update_moves():
     assert floats_per_param(optax.adam(0.1)) >= 7.0
     looped = jax.jit(lambda x: jax.lax.fori_loop(0, 3, lambda i, y: y * 2.0, x))
     assert loop_bytes(looped.lower(params["w"]).compile().as_text()) is None
+
+
+def test_interleaved_timing_primes_each_fast_call(monkeypatch):
+    """Interleaved, every timed call of a fast function follows an untimed one of the same
+    function; a lone function, or one slower than the priming limit, is timed back to back."""
+    from bench import timing
+
+    counts = {"a": 0, "b": 0}
+
+    def counter(name):
+        def call():
+            counts[name] += 1
+        return call
+
+    samples = timing.time_interleaved({k: counter(k) for k in counts}, repeats=3, warmup=1)
+    assert counts == {"a": 1 + 2 * 3, "b": 1 + 2 * 3}
+    assert all(len(v) == 3 for v in samples.values())
+    counts.update(a=0, b=0)
+    timing.time_calls(counter("a"), repeats=3, warmup=1)
+    assert counts["a"] == 1 + 3
+    counts.update(a=0, b=0)
+    monkeypatch.setattr(timing, "PRIME_BELOW_S", 0.0)  # every call counts as slow
+    timing.time_interleaved({k: counter(k) for k in counts}, repeats=3, warmup=1)
+    assert counts == {"a": 1 + 3, "b": 1 + 3}
