@@ -56,7 +56,9 @@ class Task:
     metrics: Callable[[Params, Batch], Mapping[str, jax.Array]] | None = None
     num_classes: int | None = None
     step_budget: int = 2000
-    train_arrays: Mapping[str, np.ndarray] | None = None
+    # Arrays: neither compared (NumPy's == is elementwise) nor printed in a Task's repr.
+    train_arrays: Mapping[str, np.ndarray] | None = field(default=None, compare=False,
+                                                          repr=False)
 
 
 def num_params(task: Task) -> int:
