@@ -40,9 +40,7 @@ def start(env: dict[str, str]) -> None:
     """Start a worker with ``env`` added to this process's environment, to be taken later."""
     global _waiting
     stop()
-    proc = subprocess.Popen(WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
-    _waiting = (proc, dict(env))
+    _waiting = (_spawn(env), dict(env))
 
 
 def take(env: dict[str, str]) -> subprocess.Popen:
@@ -55,8 +53,7 @@ def take(env: dict[str, str]) -> subprocess.Popen:
         if started_env == env and proc.poll() is None:
             return proc
         _kill(proc)
-    return subprocess.Popen(WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    return _spawn(env)
 
 
 def stop() -> None:
@@ -65,6 +62,11 @@ def stop() -> None:
     if _waiting is not None:
         _kill(_waiting[0])
         _waiting = None
+
+
+def _spawn(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
 
 
 def _kill(proc: subprocess.Popen) -> None:
