@@ -96,6 +96,7 @@ def test_blocked_normalisation_matches_the_stacked_path(monkeypatch):
     a rank-3 tensor, a matrix whose largest axis is not the first, and a vector."""
     monkeypatch.setattr(S, "BLOCKED_NORM_MIN_SIZE", 1)
     monkeypatch.setattr(S, "BLOCK_ELEMENTS", 28)
+    monkeypatch.setattr(S, "BLOCKED_NORM_BACKENDS", (jax.default_backend(),))
     params = _params(jax.random.key(3), SMALL)
     txs = {p: _tx(p) for p in S.PATHS}
     states = {p: tx.init(params) for p, tx in txs.items()}
@@ -108,6 +109,9 @@ def test_blocked_normalisation_matches_the_stacked_path(monkeypatch):
             assert float(jnp.max(jnp.abs(a - b))) <= 1e-5 * float(jnp.max(jnp.abs(b)))
     lowered = jax.jit(txs["unrolled"].update).lower(grads, states["unrolled"], params)
     assert "while" in lowered.as_text()  # the blocked loop really ran
+    monkeypatch.setattr(S, "BLOCKED_NORM_BACKENDS", ())  # a backend that sums whole tensors
+    lowered = jax.jit(_tx("unrolled").update).lower(grads, states["unrolled"], params)
+    assert "while" not in lowered.as_text()
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

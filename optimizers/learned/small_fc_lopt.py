@@ -229,9 +229,13 @@ def _features(inputs: dict[str, Any], config: Config) -> list[jax.Array]:
 # Normalisation sums over tensors of at least this many elements are taken a block of rows
 # at a time, all features of a block together while it sits in cache: one pass over memory
 # instead of one pass per feature (XLA:CPU gives every reduction its own pass and materialises
-# the features it reduces). Blocks hold about BLOCK_ELEMENTS elements.
+# the features it reduces). Blocks hold about BLOCK_ELEMENTS elements. Only on the backends in
+# BLOCKED_NORM_BACKENDS: GPU compilers fuse sibling reductions into one kernel already, and a
+# loop of small kernels there would cost a launch per block (the H100 figures in the README
+# were taken with whole-tensor sums).
 BLOCKED_NORM_MIN_SIZE = 1 << 18
 BLOCK_ELEMENTS = 1 << 15
+BLOCKED_NORM_BACKENDS = ("cpu",)
 
 
 def _row_block(inputs: dict[str, Any], start, length: int, rows: int) -> dict[str, Any]:
@@ -264,7 +268,8 @@ def _sums_of_squares(inputs: dict[str, Any], config: Config, index: list[int],
         return jnp.stack([jnp.sum(jnp.square(feats[k])) for k in index])
 
     size, rows = int(np.prod(shape)), shape[0]
-    if size < BLOCKED_NORM_MIN_SIZE or rows < 2:
+    if (size < BLOCKED_NORM_MIN_SIZE or rows < 2
+            or jax.default_backend() not in BLOCKED_NORM_BACKENDS):
         return block_sums(inputs)
     per_block = min(rows, max(1, BLOCK_ELEMENTS // (size // rows)))
     blocks, tail = divmod(rows, per_block)
