@@ -21,6 +21,7 @@ help:
 	@echo "make bench            speed benchmarks into results/bench/; BENCH=<name> ARGS='<args>'"
 	@echo "make meta-train       meta-train LOPT=<learned optimizer> (ARGS='<hydra overrides>')"
 	@echo "make checkpoints      rerun the recipes of the shipped meta-trained checkpoints"
+	@echo "make docs             regenerate the tables of measured numbers in docs/ (CHECK=1: check)"
 	@echo "make test             run the test suite"
 	@echo "make lint             ruff"
 
@@ -55,19 +56,19 @@ paper: setup
 	$(PY) -m bench.paper --scale $(SCALE)
 
 sweep-figures: setup
-	$(PY) -m bench.plots
+	$(PY) -m bench.figures.sweep
 
 # The percent scripts are the source; the .ipynb twins are made (and kept in sync) on demand.
 notebooks: setup
 	$(VENV)/bin/jupytext --sync notebooks/*.py
 
-# Each benchmark is a module bench/<name>.py; ARGS go to each (pick one with BENCH=<name>).
+# Each benchmark is a module bench/benchmarks/<name>.py; ARGS go to each (pick one: BENCH=<name>).
 bench: setup
-	for name in $(BENCH); do $(PY) -m bench.$$name $(ARGS) || exit 1; done
+	for name in $(BENCH); do $(PY) -m bench.benchmarks.$$name $(ARGS) || exit 1; done
 
 LOPT ?= small_fc_lopt
 meta-train: setup
-	$(PY) -m optimizers.meta.train optimizer=$(LOPT) $(ARGS)
+	$(PY) -m bench.meta_train optimizer=$(LOPT) $(ARGS)
 
 # The recipes of the checkpoints shipped in optimizers/learned/checkpoints/ (see its README):
 # PES on the standard task, outer Adam 3e-3 with warmup and cosine decay; `make -k` goes on
@@ -80,19 +81,24 @@ checkpoints: $(CHECKPOINTS)/small_fc_lopt.npz $(CHECKPOINTS)/small_fc_lopt_hidde
 	$(CHECKPOINTS)/mlp_lopt.npz
 
 $(CHECKPOINTS)/small_fc_lopt.npz: | setup
-	$(PY) -m optimizers.meta.train optimizer=small_fc_lopt outer.steps=6000 $(META_RECIPE) ship=$@
+	$(PY) -m bench.meta_train optimizer=small_fc_lopt outer.steps=6000 $(META_RECIPE) ship=$@
 $(CHECKPOINTS)/small_fc_lopt_hidden1.npz: | setup
-	$(PY) -m optimizers.meta.train optimizer=small_fc_lopt optimizer.hidden_size=1 \
+	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.hidden_size=1 \
 		optimizer.seed=2 name=small_fc_lopt_hidden1 outer.steps=3000 $(META_RECIPE) ship=$@
 $(CHECKPOINTS)/small_fc_lopt_hidden16.npz: | setup
-	$(PY) -m optimizers.meta.train optimizer=small_fc_lopt optimizer.hidden_size=16 \
+	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.hidden_size=16 \
 		name=small_fc_lopt_hidden16 outer.steps=3000 $(META_RECIPE) ship=$@
 $(CHECKPOINTS)/small_fc_lopt_no_factored.npz: | setup
-	$(PY) -m optimizers.meta.train optimizer=small_fc_lopt optimizer.use_factored=false \
+	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.use_factored=false \
 		optimizer.use_factored_momenta=false name=small_fc_lopt_no_factored outer.steps=3000 \
 		$(META_RECIPE) ship=$@
 $(CHECKPOINTS)/mlp_lopt.npz: | setup
-	$(PY) -m optimizers.meta.train optimizer=mlp_lopt outer.steps=3000 $(META_RECIPE) ship=$@
+	$(PY) -m bench.meta_train optimizer=mlp_lopt outer.steps=3000 $(META_RECIPE) ship=$@
+
+# The tables of measured numbers in docs/*.md, from results/reference/ (CHECK=1: only check).
+.PHONY: docs
+docs: setup
+	$(PY) -m bench.reference_tables $(if $(CHECK),--check)
 
 test: setup
 	$(PY) -m pytest -q

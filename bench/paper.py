@@ -50,7 +50,7 @@ def plan(scale: str, conf: Path = CONF, results: Path = RESULTS,
     bench = cfg.get("bench")
     if bench is not None:
         table = results / "bench" / "update_cost.parquet"
-        command = [python, "-m", "bench.update_cost", *map(str, bench.get("args") or [])]
+        command = [python, "-m", "bench.benchmarks.update_cost", *map(str, bench.get("args") or [])]
         steps.append(Step("bench", command, f"{table} exists (delete it to rerun)"
                           if table.exists() else None))
     steps.append(Step("figures", [python, "-m", "bench.figures.paper"]))

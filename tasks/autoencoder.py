@@ -25,11 +25,10 @@ def mlp_autoencoder(
     batch_size: int = 128,
     eval_batch_size: int = 2500,
     data_dir: str | None = None,
-    step_budget: int = 2000,
 ) -> Task:
     """Reconstruct flattened images through ``hidden_sizes`` (the middle one is the code)."""
     hidden_sizes = [int(h) for h in hidden_sizes]
-    check_positive(image_size=image_size, batch_size=batch_size, step_budget=step_budget,
+    check_positive(image_size=image_size, batch_size=batch_size,
                    **{f"hidden_sizes[{i}]": h for i, h in enumerate(hidden_sizes)})
     splits = image_splits(dataset, image_size, data_dir, flatten=True)
     train = {"image": splits.train["image"]}
@@ -50,7 +49,4 @@ def mlp_autoencoder(
         train_arrays=train,
         eval_batches=functools.partial(sequential_batches, test, eval_batch_size),
         abstract_batch={"image": jax.ShapeDtypeStruct((batch_size, inputs), jnp.float32)},
-        hparams={"dataset": dataset, "image_size": image_size,
-                 "hidden_sizes": "x".join(map(str, hidden_sizes)), "batch_size": batch_size},
-        step_budget=step_budget,
     )

@@ -24,7 +24,7 @@ class Task:
 
     Attributes:
       name: short identifier used in records and plots.
-      family: group of related tasks (for meta-training and grouping in plots).
+      family: group of related tasks (recorded in every row as ``task_family``).
       batch_size: training batch size.
       init: ``init(key) -> params``.
       loss: ``loss(params, batch) -> scalar`` mean loss over the batch; jit-friendly.
@@ -32,12 +32,10 @@ class Task:
         sequence for the same seed.
       eval_batches: ``eval_batches()`` yields the evaluation split once, in a fixed order.
       abstract_batch: a pytree of ``jax.ShapeDtypeStruct`` shaped like one training batch.
-      hparams: the task's settings, recorded as ``task_*`` columns.
       metrics: optional ``metrics(params, batch) -> {name: scalar}``, batch means evaluated
         beside the loss (``{"accuracy": ...}`` for classifiers).
       num_classes: number of classes for a classification loss (losses are clipped at
         1.5 * ln(num_classes) when normalised); None for other losses.
-      step_budget: the default number of training steps for this task.
       train_arrays: the training split, where ``train_batches(seed)`` is
         ``shuffled_batches(train_arrays, batch_size, seed)``; a runner may then keep the
         arrays on the device and gather each batch there at ``shuffled_indices`` (the same
@@ -52,10 +50,8 @@ class Task:
     train_batches: Callable[[int], Iterator[Batch]]
     eval_batches: Callable[[], Iterator[Batch]]
     abstract_batch: Mapping[str, jax.ShapeDtypeStruct]
-    hparams: Mapping[str, Any] = field(default_factory=dict)
     metrics: Callable[[Params, Batch], Mapping[str, jax.Array]] | None = None
     num_classes: int | None = None
-    step_budget: int = 2000
     # Arrays: neither compared (NumPy's == is elementwise) nor printed in a Task's repr.
     train_arrays: Mapping[str, np.ndarray] | None = field(default=None, compare=False,
                                                           repr=False)

@@ -52,12 +52,10 @@ def convnet(
     batch_size: int = 128,
     eval_batch_size: int = 1000,
     data_dir: str | None = None,
-    step_budget: int = 2000,
 ) -> Task:
     """A small convnet classifier on a real image data set, evaluated on its test split."""
     channels = [int(c) for c in channels]
     check_positive(image_size=image_size, batch_size=batch_size, stride=stride,
-                   step_budget=step_budget,
                    **{f"channels[{i}]": c for i, c in enumerate(channels)})
     if not channels:
         raise ValueError("channels=[]: a convnet needs at least one convolution")
@@ -82,9 +80,6 @@ def convnet(
         train_arrays=splits.train,
         eval_batches=functools.partial(sequential_batches, splits.test, eval_batch_size),
         abstract_batch=abstract_image_batch(splits, batch_size),
-        hparams={"dataset": dataset, "image_size": image_size,
-                 "channels": "x".join(map(str, channels)), "batch_size": batch_size},
         metrics=metrics,
         num_classes=splits.num_classes,
-        step_budget=step_budget,
     )

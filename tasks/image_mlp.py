@@ -25,7 +25,6 @@ def image_mlp(
     batch_size: int = 128,
     eval_batch_size: int = 2500,
     data_dir: str | None = None,
-    step_budget: int = 2000,
 ) -> Task:
     """An MLP classifier on a real image data set; evaluation is on its test split.
 
@@ -33,7 +32,7 @@ def image_mlp(
     fails before any work starts.
     """
     hidden_sizes = [int(h) for h in hidden_sizes]
-    check_positive(batch_size=batch_size, image_size=image_size, step_budget=step_budget,
+    check_positive(batch_size=batch_size, image_size=image_size,
                    **{f"hidden_sizes[{i}]": h for i, h in enumerate(hidden_sizes)})
     splits = image_splits(dataset, image_size, data_dir, flatten=True)
     sizes = [splits.image_shape[0], *hidden_sizes, splits.num_classes]
@@ -54,15 +53,8 @@ def image_mlp(
         train_arrays=splits.train,
         eval_batches=functools.partial(sequential_batches, splits.test, eval_batch_size),
         abstract_batch=abstract_image_batch(splits, batch_size),
-        hparams={
-            "dataset": dataset,
-            "image_size": image_size,
-            "hidden_sizes": "x".join(map(str, hidden_sizes)),
-            "batch_size": batch_size,
-        },
         metrics=metrics,
         num_classes=splits.num_classes,
-        step_budget=step_budget,
     )
 
 
@@ -73,11 +65,10 @@ def fashion_mnist_mlp(
     batch_size: int = 128,
     eval_batch_size: int = 2500,
     data_dir: str | None = None,
-    step_budget: int = 2000,
 ) -> Task:
     """``image_mlp`` on Fashion-MNIST (the standard task's factory)."""
     return image_mlp(name, "fashion_mnist", image_size, hidden_sizes, batch_size,
-                     eval_batch_size, data_dir, step_budget)
+                     eval_batch_size, data_dir)
 
 
 def wide_mlp(
@@ -89,12 +80,11 @@ def wide_mlp(
     batch_size: int = 128,
     eval_batch_size: int = 2500,
     data_dir: str | None = None,
-    step_budget: int = 2000,
 ) -> Task:
     """An image MLP of ``depth`` hidden layers of ``width`` units: one knob to scale the
     parameter count (width 256 to 4,096 and beyond) at a fixed data cost per example."""
     check_positive(width=width, depth=depth)
     task = image_mlp(name, dataset, image_size, [width] * depth, batch_size, eval_batch_size,
-                     data_dir, step_budget)
+                     data_dir)
     return dataclasses.replace(task, family="wide_mlp",
-                               hparams={**task.hparams, "width": width, "depth": depth})
+                               )

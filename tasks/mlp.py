@@ -38,8 +38,7 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
     The label's log-probability is picked with a one-hot mask rather than a gather: the same
     value, but its gradient is a multiply instead of a scatter, which XLA:CPU runs element by
-    element (a step of the standard task measured 66 us against 75 us with the gather, and
-    93 against 121 us per seed with eight seeds vmapped).
+    element.
     """
     log_probs = jax.nn.log_softmax(logits)
     mask = jax.nn.one_hot(labels, logits.shape[-1], dtype=log_probs.dtype)

@@ -54,7 +54,6 @@ def synthetic_mlp(
             "x": jax.ShapeDtypeStruct((batch_size, inputs), jnp.float32),
             "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
         },
-        hparams={"dataset": "synthetic", "inputs": inputs, "batch_size": batch_size},
     )
 
 
@@ -93,5 +92,4 @@ def wide_linear(
             "x": jax.ShapeDtypeStruct((batch_size, rows), jnp.float32),
             "y": jax.ShapeDtypeStruct((batch_size, cols), jnp.float32),
         },
-        hparams={"dataset": "synthetic", "rows": rows, "cols": cols, "batch_size": batch_size},
     )

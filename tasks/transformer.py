@@ -104,7 +104,6 @@ def char_transformer_lm(
     eval_windows: int = 128,
     eval_batch_size: int = 64,
     text_file: str | None = None,
-    step_budget: int = 2000,
 ) -> Task:
     """A byte-level transformer LM on the pinned standard-library corpus (or ``text_file``).
 
@@ -113,7 +112,7 @@ def char_transformer_lm(
     """
     check_positive(d_model=d_model, num_layers=num_layers, num_heads=num_heads, seq_len=seq_len,
                    batch_size=batch_size, eval_windows=eval_windows,
-                   eval_batch_size=eval_batch_size, step_budget=step_budget)
+                   eval_batch_size=eval_batch_size)
     if d_model % num_heads:
         raise ValueError(f"d_model={d_model} is not a multiple of num_heads={num_heads}")
     train_tokens = text.load("train", text_file)
@@ -148,10 +147,6 @@ def char_transformer_lm(
         train_batches=functools.partial(random_windows, train_tokens, batch_size, length),
         eval_batches=functools.partial(sequential_batches, test, eval_batch_size),
         abstract_batch={"tokens": jax.ShapeDtypeStruct((batch_size, length), jnp.int32)},
-        hparams={"dataset": "stdlib_text" if text_file is None else "text_file",
-                 "d_model": d_model, "num_layers": num_layers, "num_heads": num_heads,
-                 "seq_len": seq_len, "batch_size": batch_size},
         metrics=metrics,
         num_classes=text.VOCAB_SIZE,
-        step_budget=step_budget,
     )

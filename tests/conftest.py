@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.runner import RunResult, RunSettings, run
+from bench.train.run import run_one
+from bench.train.settings import RunResult, RunSettings
 from optimizers import build_optimizer
 from tasks.synthetic import synthetic_mlp
 
@@ -82,8 +83,8 @@ def tiny_run(synthetic_task) -> Callable[..., RunResult]:
         settings = {**TINY_SETTINGS, **overrides}
         key = json.dumps([optimizer, seed, settings], sort_keys=True)
         if fresh or key not in cache:
-            result = run(synthetic_task, build_optimizer(optimizer), RunSettings(**settings),
-                         seed=seed)
+            result = run_one(synthetic_task, build_optimizer(optimizer), RunSettings(**settings),
+                             seed=seed)
             if fresh:
                 return result
             cache[key] = result

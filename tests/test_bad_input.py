@@ -8,7 +8,7 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
-from bench.runner import RunSettings
+from bench.train.settings import RunSettings
 from optimizers import build_optimizer
 from optimizers.build import OptimizerConfigError
 from tasks.data import fashion_mnist

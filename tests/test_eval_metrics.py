@@ -6,7 +6,8 @@ import dataclasses
 
 import numpy as np
 
-from bench.runner import RunSettings, run
+from bench.train.run import run_one
+from bench.train.settings import RunSettings
 from optimizers import build_optimizer
 from tasks.mlp import accuracy, apply_mlp
 from tests.conftest import ADAM, TINY_SETTINGS
@@ -29,7 +30,7 @@ def test_run_with_accuracy_reports_it(synthetic_task):
         return {"accuracy": accuracy(apply_mlp(params, batch["x"]), batch["label"])}
 
     task = dataclasses.replace(synthetic_task, metrics=metrics, num_classes=4)
-    result = run(task, build_optimizer(ADAM), RunSettings(**{**TINY_SETTINGS, "steps": 60}))
+    result = run_one(task, build_optimizer(ADAM), RunSettings(**{**TINY_SETTINGS, "steps": 60}))
     summary = result.summary
     assert 0.0 <= summary["final_eval_accuracy"] <= summary["best_eval_accuracy"] <= 1.0
     assert summary["best_eval_accuracy"] > 0.4  # chance is 0.25

@@ -12,7 +12,7 @@ import optax
 import pytest
 from omegaconf import OmegaConf
 
-from bench.memory import state_summary
+from bench.measure.memory import state_summary
 from optimizers.learned import checkpoint, common, get_architecture, learned_optimizer, make_config
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "optimizer"

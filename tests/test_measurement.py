@@ -7,8 +7,10 @@ import optax
 import pandas as pd
 import pytest
 
-from bench import memory
-from bench.runner import RunSettings, measure_costs, run
+from bench.measure import memory
+from bench.measure.run_costs import measure_costs
+from bench.train.run import run_one
+from bench.train.settings import RunSettings
 from optimizers.analytic import UPDATE_COSTS
 from tasks.synthetic import synthetic_mlp, wide_linear
 
@@ -74,7 +76,7 @@ def test_scan_and_per_call_protocols_agree_where_dispatch_does_not_dominate():
 
 def test_timing_only_run_trains_nothing():
     """run.steps=0: costs measured, no curve, status ok."""
-    result = run(synthetic_mlp(), optax.with_extra_args_support(optax.sgd(0.1)),
+    result = run_one(synthetic_mlp(), optax.with_extra_args_support(optax.sgd(0.1)),
                  RunSettings(steps=0, **QUICK))
     assert result.status == "ok"
     assert result.curves.empty
@@ -131,7 +133,7 @@ def test_loop_bytes_counts_what_each_loop_of_an_update_moves():
     in the entry makes the count unknowable (None)."""
     import jax.numpy as jnp
 
-    from bench.hlo_traffic import loop_bytes, shape_bytes
+    from bench.measure.loop_traffic import loop_bytes, shape_bytes
 
     assert shape_bytes("(f32[10,3]{1,0}, s32[], pred[4])") == 120 + 4 + 4
     params = {"w": jnp.zeros((256, 128))}
@@ -156,7 +158,7 @@ def test_loop_bytes_counts_what_each_loop_of_an_update_moves():
 def test_interleaved_timing_primes_each_fast_call(monkeypatch):
     """Interleaved, every timed call of a fast function follows an untimed one of the same
     function; a lone function, or one slower than the priming limit, is timed back to back."""
-    from bench import timing
+    from bench.measure import timing
 
     counts = {"a": 0, "b": 0}
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench import memory
+from bench.measure import memory
 from tests.conftest import ADAM
 
 SGD = {"_target_": "optax.sgd", "learning_rate": 0.1}

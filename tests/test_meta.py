@@ -194,8 +194,8 @@ def test_meta_train_config_composes_into_settings(lopt):
     family settings and the optimizer's initial meta-parameters; a bad key is named."""
     import hydra
 
+    from bench import meta_train as train
     from optimizers.learned.common import count_params
-    from optimizers.meta import train
     from optimizers.meta.problems import ProblemSpec
     from tests.conftest import CONF_DIR
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import normalise
+from bench.analysis import normalise
 
 STEPS = 400
 RATES = (0.01, 0.03, 0.1)
@@ -140,7 +140,7 @@ def test_classification_losses_are_clipped_and_diverged_runs_padded():
 
 
 def test_cli_writes_reference_and_grid(tmp_path, capsys):
-    """`python -m bench.normalise FOLDER --out PATH` writes the reference and its grid."""
+    """`python -m bench.analysis.normalise FOLDER --out PATH` writes the reference and its grid."""
     runs, curves = _adam_sweep()
     runs.to_parquet(tmp_path / "runs.parquet")
     curves.to_parquet(tmp_path / "curves.parquet")

@@ -158,14 +158,41 @@ def test_ablation_points_are_seed_means_per_variant():
     loss = shown[shown.panel == "loss"]
     plotted = data.frame()
     plotted = plotted[plotted.panel == "loss"]
-    learned = runs[runs.optimizer.str.startswith("small_fc_lopt")
-                   & ~runs.optimizer.str.contains("stacked")]
-    expected = learned.groupby("optimizer").final_eval_loss.mean()
+    lopt = runs.optimizer_name == "small_fc_lopt"
+    stacked = runs.arm.map(lambda arm: isinstance(arm, dict) and arm.get("path") == "stacked")
+    expected = runs[lopt & ~stacked].groupby("optimizer").final_eval_loss.mean()
     assert sorted(loss.x) == pytest.approx(sorted(expected))
     assert "default" in plotted.change.tolist()
     # The figure says so exactly when some learned variant is not meta-trained.
-    untrained = not runs.loc[runs.optimizer.str.startswith("small_fc_lopt"), "meta_trained"].all()
+    untrained = not runs.loc[lopt, "meta_trained"].all()
     assert any("untrained" in t.get_text() for t in fig.texts) == untrained
-    stand_in = runs.assign(meta_trained=~runs.optimizer.str.startswith("small_fc_lopt"))
+    stand_in = runs.assign(meta_trained=~lopt)
     fig, _ = __import__("bench.figures.ablation", fromlist=["x"]).ablation_figure(stand_in, "t")
     assert any("untrained" in t.get_text() for t in fig.texts)
+
+
+def test_reference_tables_name_each_optimizer_and_arm():
+    """Every reference table names its rows' optimizer config and arm; list settings are lists."""
+    for name in ("default_runs", "lopt_vs_adam_runs", "lopt_design", "lopt_ablation", "overhead",
+                 "update_cost"):
+        runs = pd.read_parquet(REF / f"{name}.parquet")
+        assert runs.optimizer_name.notna().all() and "arm" in runs, name
+    runs = pd.read_parquet(REF / "lopt_vs_adam_runs.parquet")
+    adam = runs[runs.optimizer_name == "adam"]
+    assert adam.arm.map(lambda arm: arm["learning_rate"]).tolist() == pytest.approx(
+        adam.opt_learning_rate.tolist())
+    decays = runs.opt_momentum_decays.dropna()
+    assert len(decays) and {tuple(d) for d in decays} == {(0.9, 0.99, 0.999),
+                                                          (0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)}
+
+
+def test_variant_settings_from_list_columns():
+    """Design settings come from Parquet list columns (arrays or lists) as the Config's tuples."""
+    from bench.figures.variants import design
+
+    row = pd.Series({"opt_adafactor_decays": np.array([]), "opt_momentum_decays": [0.9, 0.99],
+                     "opt_hidden_size": 8.0, "opt_use_time": np.bool_(False),
+                     "opt_rms_decays": None})
+    assert design(row) == {"adafactor_decays": (), "momentum_decays": (0.9, 0.99),
+                           "hidden_size": 8, "use_time": False}
+    assert type(design(row)["use_time"]) is bool

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.records import CURVE_COLUMNS, RUN_COLUMNS, RecordStore, run_id
+from bench.records.schema import CURVE_COLUMNS, RUN_COLUMNS
+from bench.records.store import RecordStore
+from bench.train.spec import run_id
 
 
 def _row(rid: str, optimizer: str = "adam", seed: int = 0, **extra) -> dict:
@@ -20,6 +22,9 @@ def _row(rid: str, optimizer: str = "adam", seed: int = 0, **extra) -> dict:
         "seed": seed,
         "status": "ok",
         "error": None,
+        "num_params": 10,
+        "steps": 5,
+        "steps_completed": 5,
         "final_eval_loss": 0.5,
         "step_time_median_s": 1e-4,
         "finished_at": "2026-01-01T00:00:00+00:00",

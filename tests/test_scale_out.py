@@ -13,26 +13,30 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from bench.code_version import RESULT_SOURCES, source_hash
-from bench.plan import PlannedRun, seed_groups, shard
-from bench.pool import Placement, run_pool
-from bench.records import RecordStore
-from bench.runner import RunSettings
-from bench.sweep import Decision
-from bench.sweep_settings import SweepSettings
-from bench.vmapped import run_seeds
+from bench.records.store import RecordStore
+from bench.sweep.code_version import RESULT_FOLDERS, source_hash
+from bench.sweep.plan import seed_groups, shard
+from bench.sweep.pool import Placement, run_pool
+from bench.sweep.resume import Decision
+from bench.sweep.settings import SweepSettings
+from bench.train.loop import resolve_batching
+from bench.train.run import run
+from bench.train.settings import RunSettings
+from bench.train.spec import RunSpec
 from optimizers import build_optimizer
 from tests.conftest import ADAM, CONF_DIR, REPO_ROOT, TINY_SETTINGS
+from tests.helpers import record_row
 
 
 def _planned(seed: int = 0, code: str | None = "src-a", lr: float = 0.01,
-             vmapped: bool = False) -> PlannedRun:
+             vmapped: bool = False) -> RunSpec:
     config = OmegaConf.create({
         "optimizer": {**ADAM, "learning_rate": lr},
         "task": OmegaConf.load(CONF_DIR / "task" / "synthetic.yaml"),
         "run": dict(TINY_SETTINGS), "seed": seed,
     })
-    return PlannedRun("adam", "synthetic", seed, (), config, "adam", code, vmapped)
+    return RunSpec("adam", "synthetic", seed, (), config, optimizer_name="adam",
+                   optimizer_config="adam", code_version=code, vmapped=vmapped)
 
 
 def test_code_version_changes_the_run_id_but_not_the_config_id():
@@ -43,25 +47,26 @@ def test_code_version_changes_the_run_id_but_not_the_config_id():
     assert none.run_id == none.config_id  # no code version: the id of the config alone
 
 
-def test_source_hash_follows_result_sources_only(tmp_path):
-    """Editing a result source changes the hash; editing docs or tests does not."""
-    for entry in RESULT_SOURCES:
-        source = REPO_ROOT / entry
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / entry,
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            (tmp_path / entry).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, tmp_path / entry)
+def test_source_hash_follows_result_folders_only(tmp_path):
+    """Editing a file of a result folder, or adding one, changes the hash; editing docs, tests
+    or the sweep's plumbing does not."""
+    for entry in RESULT_FOLDERS:
+        shutil.copytree(REPO_ROOT / entry, tmp_path / entry,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     before = source_hash(tmp_path)
     assert before == source_hash(REPO_ROOT)
     (tmp_path / "README.md").write_text("docs changed")
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_x.py").write_text("x = 1\n")
+    (tmp_path / "bench" / "sweep").mkdir()
+    (tmp_path / "bench" / "sweep" / "report.py").write_text("x = 1\n")
     assert source_hash(tmp_path) == before
-    runner = tmp_path / "bench" / "runner.py"
-    runner.write_text(runner.read_text() + "\n# changed\n")
-    assert source_hash(tmp_path) != before
+    loop = tmp_path / "bench" / "train" / "loop.py"
+    loop.write_text(loop.read_text() + "\n# changed\n")
+    edited = source_hash(tmp_path)
+    assert edited != before
+    (tmp_path / "bench" / "measure" / "new_measurement.py").write_text("x = 1\n")
+    assert source_hash(tmp_path) != edited
 
 
 def _settings(**overrides) -> SweepSettings:
@@ -75,12 +80,11 @@ def test_decision_says_why_runs_are_skipped_or_rerun(tmp_path):
     old = [_planned(seed=s, code="src-old") for s in range(4)]
     new = [_planned(seed=s, code="src-new") for s in range(4)]
     for planned, status in zip(new[:2], ("ok", "error")):
-        store.write({"run_id": planned.run_id, "config_id": planned.config_id,
-                     "status": status}, None)
-    store.write({"run_id": old[2].run_id, "config_id": old[2].config_id, "status": "ok"}, None)
+        store.write(record_row(planned.run_id, status, config_id=planned.config_id), None)
+    store.write(record_row(old[2].run_id, config_id=old[2].config_id), None)
     store.row_path(new[3].run_id).write_text("{not json")  # a corrupt record
 
-    store.write({"run_id": "other-config", "config_id": "elsewhere", "status": "ok"}, None)
+    store.write(record_row("other-config", config_id="elsewhere"), None)
     decision = Decision(new, store, _settings())
     assert decision.superseded == [old[2].run_id]  # replaced by this sweep's run
     assert decision.stale == ["other-config"]  # not planned: stays until sweep.prune
@@ -191,7 +195,7 @@ def test_vmapped_seeds_match_sequential_runs(synthetic_task, tiny_run, batching,
     settings = RunSettings(**{**TINY_SETTINGS, "timing": False})
     task = synthetic_task if data_on_device else dataclasses.replace(synthetic_task,
                                                                      train_arrays=None)
-    together = run_seeds(task, build_optimizer(ADAM), settings, [0, 1], batching)
+    together = run(task, build_optimizer(ADAM), settings, [0, 1], batching)
     assert [r.status for r in together] == ["ok"] * 2
     assert {r.summary["seed_batching"] for r in together} == {batching}
     for seed, result in zip([0, 1], together):
@@ -201,7 +205,7 @@ def test_vmapped_seeds_match_sequential_runs(synthetic_task, tiny_run, batching,
             theirs = alone.curves[alone.curves.split == split].loss.to_numpy()
             np.testing.assert_allclose(mine, theirs, rtol=1e-5, err_msg=f"seed {seed} {split}")
         assert result.summary["vmapped_seeds"] == 2
-        assert "step_time_median_s" not in result.summary  # throughput only
+        assert result.summary["step_time_median_s"] is None  # throughput only
         assert result.summary["throughput_steps_per_s"] > 0
     first = together[0].curves
     assert not first[first.split == "train"].loss.equals(
@@ -211,8 +215,8 @@ def test_vmapped_seeds_match_sequential_runs(synthetic_task, tiny_run, batching,
 def test_vmapped_divergence_is_per_seed(synthetic_task):
     """A seed that diverges stops its own curve; the status is per seed."""
     settings = RunSettings(**{**TINY_SETTINGS, "timing": False, "divergence_factor": 1.0001})
-    results = run_seeds(synthetic_task, build_optimizer({**ADAM, "learning_rate": 1.0}),
-                        settings, [0, 1])
+    results = run(synthetic_task, build_optimizer({**ADAM, "learning_rate": 1.0}), settings,
+                  [0, 1])
     for result in results:
         train = result.curves[result.curves.split == "train"]
         if result.status == "diverged":
@@ -224,19 +228,19 @@ def test_vmapped_divergence_is_per_seed(synthetic_task):
 
 
 def test_seed_batching_auto_picks_by_backend():
-    """auto unrolls seeds on CPU and batches them elsewhere; a bad name is refused."""
-    from bench.vmapped import resolve_batching
-
-    assert resolve_batching("auto", "cpu") == "unroll"
-    assert resolve_batching("auto", "gpu") == "vmap"
-    assert resolve_batching("vmap", "cpu") == "vmap"
+    """auto unrolls seeds on CPU and batches them elsewhere (one seed is always a plain scan);
+    a bad name is refused."""
+    assert resolve_batching("auto", 2, "cpu") == "unroll"
+    assert resolve_batching("auto", 2, "gpu") == "vmap"
+    assert resolve_batching("vmap", 2, "cpu") == "vmap"
+    assert resolve_batching("vmap", 1, "gpu") == "unroll"
     with pytest.raises(ValueError, match="sweep.seed_batching='loop'"):
-        resolve_batching("loop")
+        resolve_batching("loop", 2)
 
 
 def test_benchmark_ratios_use_the_fastest_repeat():
     """The seed-throughput ratios compare the fastest repeat of each sweep (synthetic times)."""
-    from bench.seed_throughput import MODES, ratios
+    from bench.benchmarks.seed_throughput import MODES, ratios
 
     rows = [{"mode": mode, "cache": cache, "repeat": r,
              "wall_s": (8.0 if mode.startswith("sequential") else 2.0)
@@ -258,7 +262,7 @@ def test_benchmark_ratios_use_the_fastest_repeat():
     (["--help"], False),
 ])
 def test_worker_started_ahead_only_where_a_sweep_uses_one(argv, expected):
-    from bench.prestart import worth_starting
+    from bench.sweep.prestart import worth_starting
 
     assert worth_starting(argv) is expected
 
@@ -266,7 +270,7 @@ def test_worker_started_ahead_only_where_a_sweep_uses_one(argv, expected):
 def test_worker_started_ahead_is_taken_only_with_its_environment():
     """A worker started ahead serves the first work item if its environment matches; else it
     is stopped and a fresh one starts. A worker given no payload exits cleanly."""
-    from bench import prestart
+    from bench.sweep import prestart
 
     prestart.start({"CUDA_VISIBLE_DEVICES": "1"})
     early = prestart._waiting[0]
@@ -282,3 +286,27 @@ def test_worker_started_ahead_is_taken_only_with_its_environment():
     early.communicate("")
     assert early.returncode == 0
     prestart.stop()  # nothing waits any more: a no-op
+
+
+def test_single_and_seeds_together_rows_have_the_same_columns_and_losses(synthetic_task):
+    """One code path makes every row: a single run's row and the row of the same config
+    trained with another seed in one program hold the same columns and the same losses."""
+    from bench.train.record import Where, run_work
+
+    alone, together = _planned(seed=0), [_planned(seed=s, vmapped=True) for s in (0, 1)]
+
+    def rows(work):
+        return run_work(work, "unit", Where(), "auto", lambda _: synthetic_task,
+                        build_optimizer)
+
+    [(single, single_curves)] = rows([alone])
+    (grouped, grouped_curves), _ = rows(together)
+    assert single["status"] == grouped["status"] == "ok"
+    assert set(single) == set(grouped)
+    losses = [c for c in single if "loss" in c or "accuracy" in c]
+    assert {"first_train_loss", "final_train_loss", "final_eval_loss"} <= set(losses)
+    for column in losses:
+        np.testing.assert_allclose(grouped[column], single[column], rtol=1e-5, err_msg=column)
+    np.testing.assert_allclose(grouped_curves.loss, single_curves.loss, rtol=1e-5)
+    assert single["step_time_median_s"] > 0 and grouped["step_time_median_s"] is None
+    assert (single["vmapped_seeds"], grouped["vmapped_seeds"]) == (1, 2)

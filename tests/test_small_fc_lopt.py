@@ -11,7 +11,7 @@ import optax
 import pytest
 from omegaconf import OmegaConf
 
-from bench.memory import state_summary
+from bench.measure.memory import state_summary
 from optimizers.learned import checkpoint, learned_optimizer, make_config
 from optimizers.learned import small_fc_lopt as S
 from optimizers.learned.common import count_params

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.stats import (
+from bench.analysis.stats import (
     bootstrap_mean_band,
     bootstrap_mean_ci,
     paired_seeds,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -10,10 +11,15 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from bench.plan import CachedCompose, PlannedRun, config_groups, plan_runs
-from bench.records import RUN_COLUMNS, RecordStore
-from bench.runner import RunSettings
-from bench.sweep import Sweep
+from bench.records.schema import RUN_COLUMNS
+from bench.records.store import RecordStore
+from bench.sweep.checks import TaskCache
+from bench.sweep.compose import CachedCompose, config_groups
+from bench.sweep.plan import plan_runs
+from bench.sweep.worker import run_in_process
+from bench.train.record import Where
+from bench.train.settings import RunSettings
+from bench.train.spec import RunSpec
 from optimizers import check_hyperparameters
 from tests.conftest import CONF_DIR, TINY_SETTINGS, launch_sweep
 from tests.helpers import FAILURE_MESSAGE
@@ -144,6 +150,19 @@ def _arm_count(entries) -> int:
     return len(entries)
 
 
+def _arm_settings(entries, planned: RunSpec, group: str) -> dict:
+    """The preset's settings of the arm ``planned`` runs (its optimizer's or task's)."""
+    name = planned.optimizer_name if group == "optimizer" else planned.task.split("(")[0]
+    if not isinstance(entries, dict) or entries.get(name) is None:
+        return {}
+    grid = entries[name] if isinstance(entries[name], list) else [entries[name]]
+    if len(grid) == 1:
+        return dict(grid[0])
+    label = planned.optimizer if group == "optimizer" else planned.task
+    return next(dict(g) for g in grid if label.endswith(
+        "(" + ",".join(f"{k}={json.dumps(v)}" for k, v in g.items()) + ")"))
+
+
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
 def test_sweep_preset_plans(path):
     """Every preset composes and plans distinct, valid runs with the preset's run settings."""
@@ -156,7 +175,7 @@ def test_sweep_preset_plans(path):
         # against a full compose below.
         compose = CachedCompose(
             lambda o: hydra.compose(config_name="config", overrides=[*base, *o]),
-            config_groups(CONF_DIR))
+            config_groups([CONF_DIR]), [])
         runs = plan_runs(sweep, [], compose)
         assert len(runs) >= 1
         ids = [r.run_id for r in runs]
@@ -171,9 +190,14 @@ def test_sweep_preset_plans(path):
             check_hyperparameters(planned.config.optimizer)
             RunSettings(**run_section)
         for planned in (runs[0], runs[-1]):
-            full = hydra.compose(config_name="config", overrides=[*base, *planned.overrides])
-            again = PlannedRun(planned.optimizer, planned.task, planned.seed, planned.overrides,
-                               full)
+            # The same run composed by Hydra alone, the preset's settings as override strings.
+            settings = [f"{group}.{key}={json.dumps(value)}"
+                        for group, axis in (("optimizer", "optimizers"), ("task", "tasks"))
+                        for key, value in _arm_settings(sweep[axis], planned, group).items()]
+            full = hydra.compose(config_name="config", overrides=[
+                *base, *planned.overrides, *settings, f"seed={planned.seed}"])
+            again = RunSpec(planned.optimizer, planned.task, planned.seed, planned.overrides,
+                            full)
             assert again.run_id == planned.run_id
             assert OmegaConf.to_container(full, resolve=False) == OmegaConf.to_container(
                 planned.config, resolve=False)
@@ -187,8 +211,8 @@ def test_failing_update_is_recorded_as_error(tmp_path):
         "run": dict(TINY_SETTINGS),
         "seed": 0,
     })
-    planned = PlannedRun("failing", "synthetic", 0, (), config)
-    [(row, curves)] = Sweep().execute([planned], "unit")
+    planned = RunSpec("failing", "synthetic", 0, (), config)
+    [(row, curves)] = run_in_process([planned], "unit", Where(), "auto", TaskCache())
     assert row["status"] == "error"
     assert FAILURE_MESSAGE in row["error"]
     assert "RuntimeError" in row["error"]

@@ -12,25 +12,27 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bench.analysis.summary import optimizer_summary
 from bench.figures import style
 from bench.figures.variants import variants
-from bench.stats import seed_summary
 
 PERFORMANCE = "final_eval_loss"
 
 
 def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per variant (``change``): loss over seeds with its interval, and median step time over
-    SGD's; the hand-designed rows of the table (e.g. Adam) as comparison lines."""
+    SGD's (``cost``), from ``optimizer_summary``."""
     table = variants(runs)
     table = table[table.path_setting != "stacked"] if not table.empty else table
-    loss = seed_summary(table.assign(task="all"), PERFORMANCE, by=("change",))
-    cost = table.groupby("change").step_over_sgd_step.median().rename("cost")
-    return loss.join(cost, on="change").sort_values("mean").reset_index(drop=True)
+    summary = optimizer_summary(table, PERFORMANCE, by=("change",))
+    summary = summary[summary.seeds > 0].rename(columns={"step_over_sgd_step": "cost"})
+    return summary.sort_values("mean").reset_index(drop=True)
 
 
 def ablation_figure(runs: pd.DataFrame | None, scale: str, notes: list[str] = ()
                     ) -> tuple[plt.Figure, style.PlotData]:
+    """Loss of each variant (mean, bootstrap interval; hand-designed optimizers of the table as
+    dashed lines) beside its cost."""
     style.apply()
     data = style.PlotData()
     notes = list(notes)
@@ -56,18 +58,20 @@ def ablation_figure(runs: pd.DataFrame | None, scale: str, notes: list[str] = ()
         data.add("loss", "small_fc_lopt", "line", table["mean"].to_numpy(), range(len(table)),
                  table.ci_lo.to_numpy(), table.ci_hi.to_numpy(), change=labels,
                  seeds=table.seeds.tolist())
-        hand = runs[(runs.status == "ok") & ~runs.optimizer.map(style.is_learned)]
-        for name, group in hand.groupby("optimizer"):
+        learned = style.names(runs).map(style.is_learned)
+        hand = runs[(runs.status == "ok") & ~learned]
+        for label, group in hand.groupby("optimizer"):
             value = group[PERFORMANCE].mean()
-            ax.axvline(value, color=style.colour(name), ls="--", lw=1.2,
-                       label=f"{name} ({group.seed.nunique()} seeds)")
+            ax.axvline(value, color=style.colour(style.names(group).iloc[0]), ls="--", lw=1.2,
+                       label=f"{label} ({group.seed.nunique()} seeds)")
         lo = min(table.ci_lo.min(), hand[PERFORMANCE].min() if len(hand) else table.ci_lo.min())
         ax.set_xlim(left=max(0.0, lo - 0.1 * abs(lo)))
         ax.set_xlabel(f"{PERFORMANCE} (mean over seeds; bars: 95% bootstrap CI)")
         ax.set_title("performance of each variant")
         if hand.size:
             ax.legend(fontsize=8, loc="lower right")
-        style.bars(axes[1], labels, table.cost.to_numpy(), "cost", "small_fc_lopt", data)
+        style.bars(axes[1], labels, table.cost.to_numpy(), "cost", "small_fc_lopt", data,
+                   colours=colour)
         axes[1].axvline(1.0, color="grey", lw=0.8, ls="--")
         axes[1].set_xlabel("step time / plain SGD step time (median)")
         axes[1].set_title("cost of each variant")
@@ -75,8 +79,7 @@ def ablation_figure(runs: pd.DataFrame | None, scale: str, notes: list[str] = ()
         for ax in axes:
             ax.grid(alpha=0.3, axis="x")
         trained = runs.get("meta_trained")
-        if trained is not None and not trained[runs.optimizer.map(style.is_learned)].eq(
-                True).all():
+        if trained is not None and not trained[learned].eq(True).all():
             notes.append("WARNING: untrained meta-parameters (meta_trained=false): these losses "
                          "say how each variant behaves before meta-training, not what the "
                          "feature is worth.")

@@ -12,6 +12,7 @@ update FLOPs per parameter are joined as a measured column.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from bench.figures import style
@@ -49,7 +50,7 @@ def architecture_table(update_cost: pd.DataFrame | None = None) -> pd.DataFrame:
     import jax
     import jax.numpy as jnp
 
-    from bench.memory import state_summary
+    from bench.measure.memory import state_summary
     from optimizers.learned import get_architecture
     from optimizers.learned.common import count_params
 
@@ -77,10 +78,10 @@ def architecture_table(update_cost: pd.DataFrame | None = None) -> pd.DataFrame:
         })
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     if update_cost is not None and {"update_flops", "num_params"} <= set(update_cost):
-        rows = update_cost[~update_cost.optimizer.str.endswith("/stacked")]
-        measured = rows.assign(
-            optimizer=rows.optimizer.map(style.base_name),
-            xla=rows.update_flops / rows.num_params)
+        stacked = [(arm or {}).get("path") == "stacked" for arm in style.arms(update_cost)]
+        rows = update_cost[~np.array(stacked, dtype=bool)]
+        measured = rows.assign(optimizer=style.names(rows),
+                               xla=rows.update_flops / rows.num_params)
         # the largest size benchmarked; small_fc_lopt on its default (unrolled) path
         measured = measured.sort_values("num_params").groupby("optimizer").xla.last()
         table["update_flops_per_param_xla"] = table.optimizer.map(measured)

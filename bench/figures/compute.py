@@ -1,7 +1,7 @@
 """Figure 2, compute: each optimizer's step-time overhead relative to plain SGD and to Adam,
 against batch size and against parameter count, with the spread over timing repeats; and the
 update alone against parameter count from the update-cost benchmark (which includes the
-learned optimizers).
+learned optimizers). A sweep's own overhead and cost figures are drawn here too.
 
 Ratios to SGD use the runner's side-by-side SGD step (``step_over_sgd_step``); ratios to Adam
 divide by Adam's run on the same task arm. Spreads are the run's p10 and p90 step times over
@@ -14,20 +14,28 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from bench.analysis.stats import time_ratio
+from bench.analysis.summary import optimizer_summary
 from bench.figures import style
-from bench.stats import time_ratio
 
 TIMED = "step_time"
+TIMES = ("step_time_median_s", "step_time_p10_s", "step_time_p90_s", "sgd_step_time_median_s",
+         "step_over_sgd_step")
+UPDATE_TIMES = ("update_time_median_s", "update_time_p10_s", "update_time_p90_s")
+# Step-time panels: (x column, column held at its most common value, x label).
+STEP_PANELS = (("batch_size", "num_params", "batch size"),
+               ("num_params", "batch_size", "parameters"))
 
 
 def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per ok timed run: step time over SGD's (side by side) and over Adam's (same task arm
     and seed), each with its p10-p90 spread."""
+    runs = style.numeric(runs, TIMES)
     ok = runs[(runs.status == "ok") & runs.step_time_median_s.notna()].copy()
     ok["over_sgd"] = ok.step_over_sgd_step
     ok["over_sgd_lo"] = ok.step_time_p10_s / ok.sgd_step_time_median_s
     ok["over_sgd_hi"] = ok.step_time_p90_s / ok.sgd_step_time_median_s
-    adam = ok[ok.optimizer.map(style.base_name) == "adam"]
+    adam = ok[style.names(ok) == "adam"]
     if adam.empty:
         ok[["over_adam", "over_adam_lo", "over_adam_hi"]] = np.nan
         return ok
@@ -39,11 +47,11 @@ def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def update_table(bench: pd.DataFrame) -> pd.DataFrame:
     """Update-cost benchmark rows with the update time over SGD's and Adam's update."""
+    bench = style.numeric(bench, UPDATE_TIMES)
     out = []
     for _, group in bench.groupby("num_params"):
-        sgd = group[group.optimizer == "sgd"].update_time_median_s
-        adam = group[group.optimizer == "adam"].update_time_median_s
-        for ref, name in ((sgd, "sgd"), (adam, "adam")):
+        for name in ("sgd", "adam"):
+            ref = group[style.names(group) == name].update_time_median_s
             base = float(ref.iloc[0]) if len(ref) else np.nan
             group = group.assign(**{f"over_{name}": group.update_time_median_s / base,
                                     f"over_{name}_lo": group.update_time_p10_s / base,
@@ -53,6 +61,7 @@ def update_table(bench: pd.DataFrame) -> pd.DataFrame:
 
 
 def _series(ax, data: style.PlotData, panel: str, table: pd.DataFrame, x: str, ref: str) -> None:
+    shades = style.arm_colours(table)
     for name, group in table.groupby("optimizer", sort=True):
         stats = group.groupby(x).agg(mid=(f"over_{ref}", "median"),
                                      lo=(f"over_{ref}_lo", "median"),
@@ -60,10 +69,39 @@ def _series(ax, data: style.PlotData, panel: str, table: pd.DataFrame, x: str, r
         if stats.mid.isna().all():
             continue
         xs, mid = stats.index.to_numpy(dtype=float), stats.mid.to_numpy()
-        bar = ax.errorbar(xs, mid, yerr=[mid - stats.lo, stats.hi - mid], marker=style.marker(
-            name), color=style.colour(name), capsize=3, label=name, lw=1.2, ms=5)
+        lo, hi = stats.lo.to_numpy(), stats.hi.to_numpy()
+        bar = ax.errorbar(xs, mid, yerr=[mid - lo, hi - mid],
+                          marker=style.marker(style.names(group).iloc[0]), color=shades[name],
+                          capsize=3, label=name, lw=1.2, ms=5)
         style.tag(bar.lines[0], panel, name)
-        data.add(panel, name, "line", xs, mid, stats.lo.to_numpy(), stats.hi.to_numpy())
+        data.add(panel, name, "line", xs, mid, lo, hi)
+
+
+def _step_panels(axes, data: style.PlotData, table: pd.DataFrame | None, ref: str) -> None:
+    """Step time over ``ref``'s against batch size and against parameter count."""
+    for ax, (x, fixed, label) in zip(axes, STEP_PANELS):
+        if table is None or table.empty or table[f"over_{ref}"].isna().all():
+            what = "no overhead table" if table is None or table.empty else f"no {ref} runs"
+            style.empty(ax, what)
+            continue
+        held = table[fixed].mode().iloc[0]
+        _series(ax, data, f"step_over_{ref}_vs_{x}", table[table[fixed] == held], x, ref)
+        ax.set_xlabel(f"{label} ({fixed.replace('_', ' ')} held at {held:,})")
+        ax.set_ylabel(f"step time / {ref.upper() if ref == 'sgd' else 'Adam'} step time")
+        ax.set_title(f"training step over {ref}'s, against {label}")
+
+
+def _finish(fig: plt.Figure, axes, title: str, hardware: str, scale: str,
+            notes: list[str]) -> None:
+    for ax in axes.flat:
+        if ax.lines:
+            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+            ax.set_xscale("log")
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(title)
+    style.footnote(fig, hardware, scale, list(notes))
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
 
 
 def compute_figure(overhead: pd.DataFrame | None, bench: pd.DataFrame | None,
@@ -77,34 +115,60 @@ def compute_figure(overhead: pd.DataFrame | None, bench: pd.DataFrame | None,
     table = overhead_table(overhead) if overhead is not None else None
     updates = update_table(bench) if bench is not None else None
     for row, ref in enumerate(("sgd", "adam")):
-        for col, (x, fixed, label) in enumerate((("batch_size", "num_params", "batch size"),
-                                                  ("num_params", "batch_size", "parameters"))):
-            ax = axes[row, col]
-            if table is None or table.empty:
-                ax.text(0.5, 0.5, "no overhead table", ha="center", transform=ax.transAxes)
-                continue
-            held = table[fixed].mode().iloc[0]
-            _series(ax, data, f"step_over_{ref}_vs_{x}", table[table[fixed] == held], x, ref)
-            ax.set_xlabel(f"{label} ({fixed.replace('_', ' ')} held at {held:,})")
-            ax.set_ylabel(f"step time / {ref.upper() if ref == 'sgd' else 'Adam'} step time")
-            ax.set_title(f"training step over {ref}'s, against {label}")
+        _step_panels(axes[row, :2], data, table, ref)
         ax = axes[row, 2]
         if updates is None or updates.empty:
-            ax.text(0.5, 0.5, "no update-cost table", ha="center", transform=ax.transAxes)
+            style.empty(ax, "no update-cost table")
         else:
             _series(ax, data, f"update_over_{ref}_vs_num_params", updates, "num_params", ref)
             ax.set_xlabel("parameters (wide linear model)")
             ax.set_ylabel(f"update time / {ref}'s update time")
             ax.set_title(f"optimizer update alone over {ref}'s (benchmark)")
             ax.set_yscale("log")
-    for ax in axes.flat:
-        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-        ax.set_xscale("log")
-        ax.grid(alpha=0.3, which="both")
-        if ax.lines:
-            ax.legend(fontsize=7, ncol=2)
-    fig.suptitle("Compute: step-time overhead relative to SGD and to Adam "
-                 "(median; bars: p10-p90 over timing repeats)")
-    style.footnote(fig, style.hardware(overhead, bench), scale, list(notes))
-    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    _finish(fig, axes, "Compute: step-time overhead relative to SGD and to Adam (median; bars: "
+            "p10-p90 over timing repeats)", style.hardware(overhead, bench), scale, notes)
+    return fig, data
+
+
+def overhead_figure(runs: pd.DataFrame, scale: str, notes: list[str] = ()
+                    ) -> tuple[plt.Figure, style.PlotData]:
+    """A sweep's step-time overhead: over SGD's and over Adam's step, against batch size and
+    against parameter count (the left two columns of the compute figure)."""
+    style.apply()
+    data = style.PlotData()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), squeeze=False)
+    table = overhead_table(runs)
+    for row, ref in enumerate(("sgd", "adam")):
+        _step_panels(axes[row], data, table, ref)
+    _finish(fig, axes, "Step-time overhead relative to SGD and to Adam (median; bars: p10-p90 "
+            "over timing repeats)", style.hardware(runs), scale, notes)
+    return fig, data
+
+
+def costs_figure(runs: pd.DataFrame, scale: str, notes: list[str] = ()
+                 ) -> tuple[plt.Figure, style.PlotData]:
+    """Per optimizer arm: step time over a plain-SGD step and optimizer-state floats per
+    parameter, as bars; for timing-only sweeps such as a design space."""
+    style.apply()
+    data = style.PlotData()
+    table = optimizer_summary(runs, by=("task", "optimizer"))
+    table = style.with_facts(table[table.ok > 0].reset_index(drop=True), runs)
+    shades = style.arm_colours(table)
+    labels = [f"{o} [{t}]" if table.task.nunique() > 1 else o
+              for t, o in zip(table.task, table.optimizer)]
+    fig, axes = plt.subplots(1, 2, figsize=(12, max(3.0, 0.32 * len(table) + 1.2)), sharey=True)
+    colours = [shades[o] for o in table.optimizer]
+    style.bars(axes[0], labels, table.step_over_sgd_step, "step_over_sgd", "step", data,
+               colours=colours)
+    style.bars(axes[1], labels, table.opt_state_floats_per_param, "state", "floats_per_param",
+               data, colours=colours)
+    axes[0].axvline(1.0, color="grey", lw=0.8, ls="--")
+    axes[0].set_xlabel("step time / plain SGD step time (median)")
+    axes[1].set_xlabel("optimizer state (floats per parameter)")
+    for ax in axes:
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].invert_yaxis()
+    fig.suptitle("Compute and memory per optimizer")
+    style.footnote(fig, style.hardware(runs), scale, list(notes))
+    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
     return fig, data

@@ -7,8 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from bench.analysis.stats import bootstrap_mean_band
 from bench.figures import style
-from bench.stats import bootstrap_mean_band
 
 MAX_POINTS = 200
 
@@ -25,7 +25,7 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
 
 def curve_table(runs: pd.DataFrame, curves: pd.DataFrame, window: int = 50) -> pd.DataFrame:
     """Per task, split, optimizer and step: mean over seeds and the bootstrap band (training
-    curves smoothed first; thinned to at most MAX_POINTS steps per curve)."""
+    curves smoothed first; thinned to at most MAX_POINTS steps per curve), with the arms."""
     names = runs[runs.status == "ok"].set_index("run_id")[["task", "optimizer", "seed"]]
     joined = curves.join(names, on="run_id", how="inner")
     out = []
@@ -45,27 +45,29 @@ def curve_table(runs: pd.DataFrame, curves: pd.DataFrame, window: int = 50) -> p
                                  "mean": values[keep].mean(axis=1), "lo": lo, "hi": hi,
                                  "seeds": values.shape[1]}))
     columns = ["task", "split", "optimizer", "step", "mean", "lo", "hi", "seeds"]
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=columns)
+    table = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=columns)
+    return style.with_facts(table, runs)
 
 
 def curves_figure(runs: pd.DataFrame | None, curves: pd.DataFrame | None, scale: str,
                   notes: list[str] = (), window: int = 50) -> tuple[plt.Figure, style.PlotData]:
+    """One row per task; columns: training and evaluation loss, one line per optimizer arm."""
     style.apply()
     data = style.PlotData()
     table = curve_table(runs, curves, window) if runs is not None and curves is not None \
-        else pd.DataFrame(columns=["task"])
+        else pd.DataFrame(columns=["task", "split", "optimizer"])
     tasks = sorted(table.task.unique()) or ["(no curves)"]
     fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 4.4 * len(tasks) + 0.6), squeeze=False)
     for row, task in enumerate(tasks):
         for col, split in enumerate(("train", "eval")):
             ax = axes[row, col]
             part = table[(table.task == task) & (table.split == split)]
-            colours = style.arm_colours(part.optimizer.unique())
+            colours = style.arm_colours(part)
             for name, group in part.groupby("optimizer", sort=True):
                 c = colours[name]
-                (line,) = ax.plot(group.step, group["mean"], color=c, lw=1.3,
-                                  label=f"{name} ({group.seeds.iloc[0]} seeds)",
-                                  marker=style.marker(name) if split == "eval" else None, ms=3)
+                shape = style.marker(group.optimizer_name.iloc[0]) if split == "eval" else None
+                (line,) = ax.plot(group.step, group["mean"], color=c, lw=1.3, marker=shape,
+                                  label=f"{name} ({group.seeds.iloc[0]} seeds)", ms=3)
                 ax.fill_between(group.step, group.lo, group.hi, color=c, alpha=0.2, lw=0)
                 panel = f"{task}:{split}"
                 style.tag(line, panel, name)

@@ -11,10 +11,12 @@ from bench.figures import style
 from bench.figures.variants import variants
 
 COST = "step_over_sgd_step"
+NETWORK = {"hidden_size", "hidden_layers"}  # the settings that size the per-parameter network
 
 
 def lopt_cost_figure(runs: pd.DataFrame | None, scale: str, notes: list[str] = ()
                      ) -> tuple[plt.Figure, style.PlotData]:
+    """Overhead against network size, against input features, and per execution path."""
     style.apply()
     data = style.PlotData()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
@@ -22,6 +24,8 @@ def lopt_cost_figure(runs: pd.DataFrame | None, scale: str, notes: list[str] = (
     if runs is not None:
         ok = runs[(runs.status == "ok") & runs[COST].notna()]
         table = variants(ok)
+        table["network"] = [set(keys) <= NETWORK for keys in table.changed]
+        table["features"] = [not set(keys) & NETWORK for keys in table.changed]
     if table is None or table.empty:
         for ax in axes:
             ax.text(0.5, 0.5, "no small_fc_lopt design table", ha="center",
@@ -30,12 +34,12 @@ def lopt_cost_figure(runs: pd.DataFrame | None, scale: str, notes: list[str] = (
         table = table.groupby(["change", "path_setting", "exec_path", "num_inputs"],
                               as_index=False).agg(
             cost=(COST, "median"), hidden_size=("opt_hidden_size", "first"),
-            hidden_layers=("opt_hidden_layers", "first"))
+            hidden_layers=("opt_hidden_layers", "first"), network=("network", "first"),
+            features=("features", "first"))
         colour = style.colour("small_fc_lopt")
         # (a) hidden size, per number of hidden layers (all features on, default path)
         ax = axes[0]
-        net = table[table.change.str.fullmatch(r"(default|hidden_\w+=\d+(, hidden_\w+=\d+)?)")
-                    & (table.path_setting != "stacked")]
+        net = table[table.network & (table.path_setting != "stacked")]
         for layers, group in net.groupby("hidden_layers"):
             group = group.sort_values("hidden_size")
             name = f"{int(layers)} hidden layers"
@@ -53,7 +57,7 @@ def lopt_cost_figure(runs: pd.DataFrame | None, scale: str, notes: list[str] = (
         ax.set_title("overhead against network size")
         # (b) number of input features: the default and feature groups removed
         ax = axes[1]
-        feats = table[~table.change.str.contains("hidden_") & (table.path_setting != "stacked")]
+        feats = table[table.features & (table.path_setting != "stacked")]
         feats = feats.sort_values("num_inputs")
         (line,) = ax.plot(feats.num_inputs, feats.cost, marker="^", ls="none", color=colour)
         style.tag(line, "vs_num_inputs", "small_fc_lopt")
@@ -68,7 +72,7 @@ def lopt_cost_figure(runs: pd.DataFrame | None, scale: str, notes: list[str] = (
         paths = table[(table.change == "default")].sort_values("exec_path")
         labels = [f"small_fc_lopt {p}" for p in paths.exec_path]
         style.bars(ax, labels, paths.cost.to_numpy(), "paths", "small_fc_lopt", data,
-                   horizontal=False)
+                   horizontal=False, colours=colour)
         ax.set_title("stacked vs unrolled execution, default design")
         for ax in axes:
             ax.set_ylabel("step time / plain SGD step time")

@@ -1,5 +1,5 @@
 """Figure 1, memory: optimizer-state floats per parameter of every configured optimizer, for a
-matrix and for a vector, counted exactly from the state pytree (``bench.memory``).
+matrix and for a vector, counted exactly from the state pytree (``bench.measure.memory``).
 
 The table is measured from the configs in conf/optimizer/ (shapes only, nothing is trained),
 on a 256 x 128 weight and a 128-element bias: the shapes REFERENCE measurements used, and large
@@ -28,7 +28,7 @@ def memory_table(configs: Path = CONFIGS, matrix: tuple[int, ...] = MATRIX_SHAPE
     import jax.numpy as jnp
     from omegaconf import OmegaConf
 
-    from bench.memory import state_summary
+    from bench.measure.memory import state_summary
     from optimizers import build_optimizer
 
     files = sorted(configs.glob("*.yaml"))
@@ -80,8 +80,8 @@ def memory_figure(table: pd.DataFrame, hardware: str = "shapes only (device-inde
         for i, value in enumerate(table[kind]):
             ax.text(value, i, f" {value:.2f}", va="center", fontsize=8)
         ax.set_yticks(range(len(labels)), labels)
-        for tick, label in zip(ax.get_yticklabels(), labels):
-            tick.set_fontweight("bold" if style.is_learned(label) else "normal")
+        for tick, learned in zip(ax.get_yticklabels(), table.learned):
+            tick.set_fontweight("bold" if learned else "normal")
         shape = table[f"{kind}_shape"].iloc[0]
         ax.set_xlabel(f"optimizer state, floats per parameter ({kind} {shape})")
         ax.set_title(f"state per {kind} parameter")

@@ -67,8 +67,7 @@ def _notes(*tables: sources.Table) -> list[str]:
 def _draw(group: Group, out: Path, draw: Callable[[], tuple[plt.Figure, style.PlotData]],
           name: str) -> None:
     fig, data = draw()
-    group.files += style.save(fig, data, out / "figures", name)
-    plt.close(fig)
+    group.files += style.save_figure(fig, out / "figures", name, data)
 
 
 def build(out: Path = OUT, origin: str = "latest", results: Path = sources.RESULTS,

@@ -2,7 +2,7 @@
 memory, hand-designed and learned optimizers, the front drawn, bars over seeds.
 
 Performance is the final training loss (mean of the last 10% of steps) over tuned Adam's at
-the same step (``loss_over_adam`` from ``bench.normalise``: the lower envelope of Adam's
+the same step (``loss_over_adam`` from ``bench.analysis.normalise``: the lower envelope of Adam's
 learning-rate sweep) where that module and its reference table exist; otherwise the raw final
 evaluation loss, which the figure says. Where a table holds several learning rates of one
 optimizer, each optimizer is shown at its best (lowest mean loss over seeds) per task.
@@ -14,10 +14,12 @@ import importlib
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
+from bench.analysis.stats import pareto_front
+from bench.analysis.summary import optimizer_summary
 from bench.figures import style
-from bench.stats import pareto_front, seed_summary
 
 RAW = "final_eval_loss"
 NORMALISED = "loss_over_adam"
@@ -34,9 +36,9 @@ def normalise(runs: pd.DataFrame, curves: pd.DataFrame | None,
               reference: Path = TUNED_ADAM) -> tuple[pd.DataFrame, str, str | None]:
     """Runs with the performance column to plot, its name, and a note when falling back."""
     try:
-        module = importlib.import_module("bench.normalise")
+        module = importlib.import_module("bench.analysis.normalise")
     except ImportError:
-        return runs, RAW, ("Performance is raw final eval loss: bench.normalise (scores "
+        return runs, RAW, ("Performance is raw final eval loss: bench.analysis.normalise (scores "
                            "against tuned Adam) is not available.")
     if not reference.exists():
         return runs, RAW, (f"Performance is raw final eval loss: {reference} (tuned Adam) "
@@ -52,28 +54,57 @@ def normalise(runs: pd.DataFrame, curves: pd.DataFrame | None,
 
 def best_arms(runs: pd.DataFrame, performance: str) -> pd.DataFrame:
     """Of several arms (learning rates) of one optimizer on a task, keep the best one's runs."""
-    ok = runs[(runs.status == "ok") & runs[performance].notna()].copy()
-    ok["base"] = ok.optimizer.map(style.base_name)
-    means = ok.groupby(["task", "base", "optimizer"])[performance].mean().reset_index()
-    best = means.loc[means.groupby(["task", "base"])[performance].idxmin(), "optimizer"]
-    return ok[ok.optimizer.isin(set(best))]
+    runs = style.numeric(runs, (performance,))
+    ok = runs[(runs.status == "ok") & runs[performance].notna()]
+    ok = ok.assign(_name=style.names(ok))
+    means = ok.groupby(["task", "_name", "optimizer"])[performance].mean().reset_index()
+    best = means.loc[means.groupby(["task", "_name"])[performance].idxmin()]
+    keep = set(zip(best.task, best.optimizer))
+    return ok[[key in keep for key in zip(ok.task, ok.optimizer)]].drop(columns="_name")
 
 
-def pareto_table(runs: pd.DataFrame, performance: str) -> pd.DataFrame:
-    """Per task and optimizer: performance over seeds (bootstrap interval) and the costs."""
-    chosen = best_arms(runs, performance)
-    table = seed_summary(chosen, performance)
-    costs = chosen.groupby(["task", "optimizer"]).agg(
-        step_time_median_s=("step_time_median_s", "median"),
-        step_time_p10_s=("step_time_p10_s", "median"),
-        step_time_p90_s=("step_time_p90_s", "median"),
-        opt_state_floats_per_param=("opt_state_floats_per_param", "mean"))
-    return table.join(costs, on=["task", "optimizer"])
+def pareto_table(runs: pd.DataFrame, performance: str, best: bool = True) -> pd.DataFrame:
+    """Per task and optimizer (its best arm, or every arm): performance over seeds with its
+    bootstrap interval and the costs, from ``optimizer_summary``."""
+    chosen = best_arms(runs, performance) if best else runs
+    table = optimizer_summary(chosen, performance, by=("task", "optimizer"))
+    table = table[table.seeds > 0].reset_index(drop=True)
+    return style.with_facts(table, runs)
+
+
+def _panel(ax, data: style.PlotData, panel: str, sub: pd.DataFrame, column: str,
+           spread: tuple[str | None, str | None], scale_by: float) -> bool:
+    """One task's points against one cost, and their front; False where none has that cost."""
+    x, y = sub[column].to_numpy(float) * scale_by, sub["mean"].to_numpy(float)
+    drawn = np.isfinite(x) & np.isfinite(y)
+    if not drawn.any():
+        return False
+    sub, x, y = sub[drawn].reset_index(drop=True), x[drawn], y[drawn]
+    shades = style.arm_colours(sub)
+    p10, p90 = spread
+    for i, row in sub.iterrows():
+        name = row.optimizer
+        xerr = None
+        if p10 and np.isfinite(row[p10]) and np.isfinite(row[p90]):
+            xerr = [[x[i] - row[p10] * scale_by], [row[p90] * scale_by - x[i]]]
+        bar = ax.errorbar([x[i]], [y[i]], yerr=[[y[i] - row.ci_lo], [row.ci_hi - y[i]]],
+                          xerr=xerr, fmt=style.marker(row.optimizer_name), color=shades[name],
+                          ms=7, capsize=3, label=f"{name} ({int(row.seeds)} seeds)")
+        style.tag(bar.lines[0], panel, name)
+        data.add(panel, name, "line", x[i], y[i], row.ci_lo, row.ci_hi)
+        ax.annotate(name, (x[i], y[i]), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    front = pareto_front(x, y)
+    (line,) = ax.step(x[front], y[front], where="post", color="black", lw=1.2, alpha=0.6,
+                      label="Pareto front")
+    style.tag(line, panel, "pareto_front")
+    data.add(panel, "pareto_front", "line", x[front], y[front])
+    return True
 
 
 def pareto_figure(runs: pd.DataFrame | None, curves: pd.DataFrame | None, scale: str,
-                  notes: list[str] = ()) -> tuple[plt.Figure, style.PlotData]:
-    """One row per task; columns: performance against compute and against memory."""
+                  notes: list[str] = (), best: bool = True) -> tuple[plt.Figure, style.PlotData]:
+    """One row per task; columns: performance against compute and against memory. ``best``
+    shows each optimizer at its best arm, else every arm (a sweep's own figure)."""
     style.apply()
     data = style.PlotData()
     notes = list(notes)
@@ -82,37 +113,18 @@ def pareto_figure(runs: pd.DataFrame | None, curves: pd.DataFrame | None, scale:
         runs, performance, note = normalise(runs, curves)
         if note:
             notes.append(note)
-    table = pareto_table(runs, performance) if runs is not None else pd.DataFrame()
+    table = pareto_table(runs, performance, best) if runs is not None else pd.DataFrame()
     tasks = sorted(table.task.unique()) if len(table) else ["(no runs)"]
     fig, axes = plt.subplots(len(tasks), 2, figsize=(14, 4.6 * len(tasks) + 0.6), squeeze=False)
     for row, task in enumerate(tasks):
         sub = table[table.task == task].reset_index(drop=True) if len(table) else table
         for col, (axis, (column, p10, p90, label, scale_by)) in enumerate(AXES.items()):
             ax = axes[row, col]
-            if sub.empty:
-                ax.text(0.5, 0.5, "no successful runs", ha="center", transform=ax.transAxes)
+            if sub.empty or not _panel(ax, data, f"{task}:{axis}", sub, column, (p10, p90),
+                                       scale_by):
+                what = "no successful runs" if sub.empty else f"no {axis} measurements"
+                style.empty(ax, what)
                 continue
-            x = sub[column].to_numpy(float) * scale_by
-            y = sub["mean"].to_numpy()
-            panel = f"{task}:{axis}"
-            for i, name in enumerate(sub.optimizer):
-                xerr = None
-                if p10:
-                    xerr = [[x[i] - sub[p10].iloc[i] * scale_by],
-                            [sub[p90].iloc[i] * scale_by - x[i]]]
-                bar = ax.errorbar([x[i]], [y[i]], yerr=[[y[i] - sub.ci_lo.iloc[i]],
-                                                        [sub.ci_hi.iloc[i] - y[i]]],
-                                  xerr=xerr, fmt=style.marker(name), color=style.colour(name),
-                                  ms=7, capsize=3, label=f"{name} ({sub.seeds.iloc[i]} seeds)")
-                style.tag(bar.lines[0], panel, name)
-                data.add(panel, name, "line", x[i], y[i], sub.ci_lo.iloc[i], sub.ci_hi.iloc[i])
-                ax.annotate(name, (x[i], y[i]), textcoords="offset points", xytext=(5, 4),
-                            fontsize=7)
-            front = pareto_front(x, y)
-            (line,) = ax.step(x[front], y[front], where="post", color="black", lw=1.2,
-                              alpha=0.6, label="Pareto front")
-            style.tag(line, panel, "pareto_front")
-            data.add(panel, "pareto_front", "line", x[front], y[front])
             if axis == "compute":
                 ax.set_xscale("log")
             ax.set_xlabel(label)
@@ -121,7 +133,9 @@ def pareto_figure(runs: pd.DataFrame | None, curves: pd.DataFrame | None, scale:
             ax.set_ylabel(f"{ylabel}\n(mean; bars: 95% bootstrap CI over seeds)")
             ax.set_title(f"{task}: performance against {axis}")
             ax.grid(alpha=0.3, which="both")
-        axes[row, 1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+        legend = next((ax for ax in axes[row, ::-1] if ax.lines), None)
+        if legend is not None:
+            legend.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle("Pareto fronts: performance against compute and memory "
                  "(circles hand-designed, triangles learned)")
     style.footnote(fig, style.hardware(runs), scale, notes)

@@ -8,7 +8,7 @@ back and compare them with that table and with the source tables.
 
 from __future__ import annotations
 
-import re
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,56 +38,104 @@ RC = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "legend.fonts
       "xtick.labelsize": 9, "ytick.labelsize": 9, "figure.dpi": 100}
 
 
-def base_name(label: str) -> str:
-    """The optimizer a run label names: ``adam(learning_rate=0.01)`` -> ``adam``,
-    ``small_fc_lopt/unrolled`` -> ``small_fc_lopt``."""
-    return re.split(r"[(/\[]", str(label), maxsplit=1)[0].strip()
+def is_learned(name: str) -> bool:
+    """Whether the optimizer of config name ``name`` is a learned one."""
+    return name in LEARNED
 
 
-def is_learned(label: str) -> bool:
-    return base_name(label) in LEARNED
-
-
-def colour(label: str) -> str:
-    """The optimizer's colour; unknown names get a stable spare colour."""
-    name = base_name(label)
+def colour(name: str) -> str:
+    """The colour of the optimizer of config name ``name``; unknown names get a stable spare."""
     if name in COLOURS:
         return COLOURS[name]
-    return _SPARE[sum(map(ord, name)) % len(_SPARE)]
+    return _SPARE[sum(map(ord, str(name))) % len(_SPARE)]
 
 
-def _arm_order(label: str) -> tuple:
-    """Sort key of an arm: the numbers in its label (``adam(learning_rate=0.01)`` -> 0.01)."""
-    numbers = re.findall(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", str(label))
-    return tuple(float(x) for x in numbers), str(label)
+def marker(name: str) -> str:
+    """The marker of the optimizer of config name ``name``: learned ones are triangles."""
+    return LEARNED_MARKER if is_learned(name) else HAND_MARKER
 
 
-def arm_colours(labels: Any) -> dict[str, str]:
-    """A colour per label: the optimizer's own colour, and where one optimizer has several arms
-    (learning rates, say), its colour shaded from light (smallest value) to dark (largest) so
-    that the arms can be told apart while the optimizer stays recognisable."""
-    groups: dict[str, list[str]] = {}
-    for label in dict.fromkeys(map(str, labels)):
-        groups.setdefault(base_name(label), []).append(label)
+def names(table: pd.DataFrame) -> pd.Series:
+    """Each row's optimizer config name (``optimizer_name``); rows without one are named by
+    their label."""
+    if "optimizer_name" not in table:
+        return table["optimizer"].astype(str)
+    return table.optimizer_name.where(table.optimizer_name.notna(), table.optimizer).astype(str)
+
+
+def arms(table: pd.DataFrame) -> pd.Series:
+    """Each row's arm: the settings its preset varies (a dict), or None."""
+    if "arm" not in table:
+        return pd.Series([None] * len(table), index=table.index, dtype=object)
+    return table["arm"].map(lambda arm: arm if isinstance(arm, dict) else None)
+
+
+def with_facts(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (keyed by the ``optimizer`` label) with each label's ``optimizer_name`` and
+    ``arm`` from ``runs``, so that a summary can be coloured like its runs."""
+    first = runs.drop_duplicates("optimizer")
+    name = dict(zip(first.optimizer, names(first)))
+    arm = dict(zip(first.optimizer, arms(first)))
+    return table.assign(optimizer_name=[name.get(o, str(o)) for o in table.optimizer],
+                        arm=[arm.get(o) for o in table.optimizer])
+
+
+def _order(value: Any) -> tuple:
+    """Sort key of one setting: numbers by value, then text, then sequences, then missing."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return 2, tuple(_order(v) for v in value)
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return 3, ""
+    if isinstance(value, numbers.Number):
+        return 0, float(value)
+    return 1, str(value)
+
+
+def arm_key(arm: dict | None) -> tuple:
+    """Sort key of an arm: the tuple of its setting values, numbers compared numerically."""
+    return tuple(_order(v) for v in arm.values()) if isinstance(arm, dict) else ()
+
+
+def arm_colours(table: pd.DataFrame) -> dict[str, str]:
+    """A colour per ``optimizer`` label of ``table``: the optimizer's own colour, and where one
+    optimizer has several arms (learning rates, say), its colour shaded from light (smallest
+    arm values) to dark (largest), so that arms are told apart and the optimizer recognised."""
+    first = table.drop_duplicates("optimizer")
+    groups: dict[str, list[tuple[str, Any]]] = {}
+    for label, name, arm in zip(first.optimizer.astype(str), names(first), arms(first)):
+        groups.setdefault(name, []).append((label, arm))
     out = {}
-    for members in groups.values():
+    for name, members in groups.items():
         if len(members) == 1:
-            out[members[0]] = colour(members[0])
+            out[members[0][0]] = colour(name)
             continue
-        rgb = np.array(colors.to_rgb(colour(members[0])))
-        for i, label in enumerate(sorted(members, key=_arm_order)):
+        rgb = np.array(colors.to_rgb(colour(name)))
+        ordered = sorted(members, key=lambda m: (arm_key(m[1]), m[0]))
+        for i, (label, _) in enumerate(ordered):
             mix = -0.65 + 0.95 * i / (len(members) - 1)  # < 0: towards white, > 0: towards black
             shaded = rgb + (1.0 - rgb) * -mix if mix < 0 else rgb * (1.0 - mix)
             out[label] = colors.to_hex(np.clip(shaded, 0.0, 1.0))
     return out
 
 
-def marker(label: str) -> str:
-    return LEARNED_MARKER if is_learned(label) else HAND_MARKER
+def numeric(table: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``table`` with ``columns`` as floats, NaN where empty (an all-empty column comes back
+    from Parquet as None) or absent."""
+    return table.assign(**{c: pd.to_numeric(table[c], errors="coerce") if c in table
+                           else np.nan for c in columns})
 
 
 def apply() -> None:
     plt.rcParams.update(RC)
+
+
+def empty(ax: plt.Axes, text: str) -> None:
+    """A panel with nothing to draw: says why, without axis ticks."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 @dataclass
@@ -142,10 +190,11 @@ def read_back(fig: plt.Figure) -> pd.DataFrame:
 
 
 def bars(ax: plt.Axes, labels: list[str], values: np.ndarray, panel: str, series: str,
-         data: PlotData, horizontal: bool = True, **kwargs: Any) -> None:
-    """Bars coloured per optimizer, tagged and recorded."""
+         data: PlotData, horizontal: bool = True, colours: Any = None, **kwargs: Any) -> None:
+    """Bars, tagged and recorded; coloured by ``colours`` (one colour or one per bar), by
+    default the colour of the optimizer each label names."""
     values = np.asarray(values, dtype=float)
-    colours = [colour(label) for label in labels]
+    colours = [colour(label) for label in labels] if colours is None else colours
     draw = ax.barh if horizontal else ax.bar
     container = draw(labels, values, color=colours, **kwargs)
     for patch in container.patches:
@@ -179,12 +228,17 @@ def hardware(*tables: pd.DataFrame | None) -> str:
     return "; ".join(parts)
 
 
-def save(fig: plt.Figure, data: PlotData | pd.DataFrame, folder: Path, name: str) -> list[Path]:
-    """Write the figure as PNG and PDF and its plotted data as CSV; returns the paths."""
+def save_figure(fig: plt.Figure, folder: Path, name: str,
+                data: PlotData | pd.DataFrame | None = None) -> list[Path]:
+    """Write the figure as PNG and PDF (and its plotted values as CSV, when given), then close
+    it; returns the paths."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{name}.png", folder / f"{name}.pdf", folder / f"{name}.csv"]
+    paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=130)
     fig.savefig(paths[1])
-    frame = data.frame() if isinstance(data, PlotData) else data
-    frame.to_csv(paths[2], index=False)
+    if data is not None:
+        paths.append(folder / f"{name}.csv")
+        frame = data.frame() if isinstance(data, PlotData) else data
+        frame.to_csv(paths[2], index=False)
+    plt.close(fig)
     return paths

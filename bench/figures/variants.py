@@ -4,8 +4,9 @@ columns, what differs from the default design, and its number of input features.
 from __future__ import annotations
 
 import dataclasses
-import json
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 ARCHITECTURE = "small_fc_lopt"
@@ -13,10 +14,14 @@ ARCHITECTURE = "small_fc_lopt"
 NOT_DESIGN = ("path", "exp_mult", "step_mult")
 
 
-def _value(value):
-    if isinstance(value, str) and value[:1] in "[{":
-        return tuple(json.loads(value))
-    return value
+def _value(value: Any) -> Any:
+    """A stored setting as the Config holds it: sequences (lists, tuples, arrays from Parquet
+    list columns) as tuples of Python values, numpy scalars as Python ones, None if missing."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(v.item() if isinstance(v, np.generic) else v for v in value)
+    if value is None or pd.isna(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def design(row: pd.Series) -> dict:
@@ -26,40 +31,42 @@ def design(row: pd.Series) -> dict:
     fields = {f.name for f in dataclasses.fields(Config)}
     out = {}
     for name in fields:
-        value = row.get(f"opt_{name}")
-        if value is None or (not isinstance(value, (str, list, tuple)) and pd.isna(value)):
+        value = _value(row.get(f"opt_{name}"))
+        if value is None:
             continue
-        value = _value(value)
         kind = type(getattr(Config(), name))
         if kind is int and isinstance(value, float) and value.is_integer():
             value = int(value)  # integer settings come back as floats from a column with gaps
-        out[name] = tuple(value) if isinstance(value, list) else value
+        out[name] = value
     return out
 
 
 def variants(runs: pd.DataFrame) -> pd.DataFrame:
     """The small_fc_lopt rows with ``change`` (what differs from the default design, or
-    "default"), ``num_inputs`` (accumulator + time features), ``path_setting`` (the configured
-    execution path) and ``exec_path`` (the path it ran: ``auto`` resolved as the code resolves
-    it, which picks stacked for networks too wide to unroll)."""
+    "default"), ``changed`` (the names of those settings), ``num_inputs`` (accumulator + time
+    features), ``path_setting`` (the configured execution path) and ``exec_path`` (the path it
+    ran: ``auto`` resolved as the code resolves it, which picks stacked for networks too wide
+    to unroll)."""
     from optimizers.learned.common import time_features
     from optimizers.learned.small_fc_lopt import Config, num_features, resolve_path
 
     arch = runs.get("opt_architecture", pd.Series(index=runs.index, dtype=object))
     rows = runs[arch == ARCHITECTURE].copy()
     default = Config()
-    changes, inputs, paths, settings_paths = [], [], [], []
+    changes, changed, inputs, paths, settings_paths = [], [], [], [], []
     for _, row in rows.iterrows():
         settings = design(row)
         config = dataclasses.replace(default, **settings)
-        diff = [f"{k}={getattr(config, k)}" for k in sorted(settings)
-                if k not in NOT_DESIGN and getattr(config, k) != getattr(default, k)]
+        keys = tuple(k for k in sorted(settings)
+                     if k not in NOT_DESIGN and getattr(config, k) != getattr(default, k))
+        diff = [f"{k}={getattr(config, k)}" for k in keys]
         diff = [d.replace("()", "[]").replace("True", "true").replace("False", "false")
                 for d in diff]
         changes.append(", ".join(diff) or "default")
+        changed.append(keys)
         inputs.append(num_features(config) + (len(time_features(0)) if config.use_time else 0))
         settings_paths.append(config.path)
         paths.append(resolve_path(config))
-    rows["change"], rows["num_inputs"] = changes, inputs
+    rows["change"], rows["changed"], rows["num_inputs"] = changes, changed, inputs
     rows["path_setting"], rows["exec_path"] = settings_paths, paths
     return rows

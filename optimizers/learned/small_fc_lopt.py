@@ -34,6 +34,7 @@ from optimizers.learned.common import (
     safe_rsqrt,
     time_features,
 )
+from optimizers.learned.networks import network_stacked, network_unrolled
 
 NAME = "small_fc_lopt"
 PATHS = ("stacked", "unrolled")
@@ -231,8 +232,7 @@ def _features(inputs: dict[str, Any], config: Config) -> list[jax.Array]:
 # instead of one pass per feature (XLA:CPU gives every reduction its own pass and materialises
 # the features it reduces). Blocks hold about BLOCK_ELEMENTS elements. Only on the backends in
 # BLOCKED_NORM_BACKENDS: GPU compilers fuse sibling reductions into one kernel already, and a
-# loop of small kernels there would cost a launch per block (the H100 figures in the README
-# were taken with whole-tensor sums).
+# loop of small kernels there would cost a launch per block.
 BLOCKED_NORM_MIN_SIZE = 1 << 18
 BLOCK_ELEMENTS = 1 << 15
 BLOCKED_NORM_BACKENDS = ("cpu",)
@@ -292,46 +292,6 @@ def _norm_scales(inputs: dict[str, Any], feats: list[jax.Array], config: Config,
         sums = _sums_of_squares(inputs, config, full, shape)
         means.update({k: sums[i] / np.prod(shape) for i, k in enumerate(full)})
     return jax.lax.rsqrt(NORM_EPS + jnp.stack([means[k] for k in range(len(feats))]))
-
-
-def _network_stacked(network, feats, extra, shape):
-    """Stack features into [..., F], normalise, and run the MLP as matrix products."""
-    stacked = jnp.stack([jnp.broadcast_to(f, shape) for f in feats], axis=-1)
-    stacked = stacked * jax.lax.rsqrt(
-        NORM_EPS + jnp.mean(jnp.square(stacked), axis=tuple(range(len(shape)))))
-    if extra is not None:
-        stacked = jnp.concatenate([stacked, jnp.broadcast_to(extra, (*shape, extra.shape[0]))],
-                                  axis=-1)
-    x = stacked
-    for layer in network[:-1]:
-        x = jax.nn.relu(_dot(x, layer["w"]) + layer["b"])
-    out = _dot(x, network[-1]["w"]) + network[-1]["b"]
-    return out[..., 0], out[..., 1]
-
-
-def _dot(x: jax.Array, w: jax.Array) -> jax.Array:
-    """A float32 matrix product in full float32 (GPUs would otherwise round the inputs to
-    TF32, and the two paths would no longer compute the same update)."""
-    return jnp.matmul(x, w, precision=jax.lax.Precision.HIGHEST)
-
-
-def _network_unrolled(network, feats, scales, extra, shape):
-    """The same network as sums of scalar * tensor terms: the normalisation scales and the
-    time features fold into the first layer's weights and bias, leaving elementwise work."""
-    first = network[0]
-    n = len(feats)
-    w_feats = first["w"][:n] * scales[:, None]
-    bias = first["b"] if extra is None else first["b"] + _dot(extra, first["w"][n:])
-    hidden = [jnp.broadcast_to(bias[j], shape) + sum(w_feats[k, j] * feats[k] for k in range(n))
-              for j in range(first["w"].shape[1])]
-    if len(network) == 1:
-        return hidden[0], hidden[1]
-    hidden = [jax.nn.relu(h) for h in hidden]
-    for index, layer in enumerate(network[1:], start=1):
-        outs = [layer["b"][j] + sum(layer["w"][i, j] * h for i, h in enumerate(hidden))
-                for j in range(layer["w"].shape[1])]
-        hidden = outs if index == len(network) - 1 else [jax.nn.relu(h) for h in outs]
-    return hidden[0], hidden[1]
 
 
 # The unrolled network is one expression per term; XLA's compile time and memory grow with
@@ -408,10 +368,10 @@ def to_optax(theta: dict[str, Any], config: Config = Config()
             inputs = _tensor_inputs(g, p, m, r, f)
             feats = _features(inputs, config)
             if stacked:
-                direction, magnitude = _network_stacked(theta["network"], feats, time, g.shape)
+                direction, magnitude = network_stacked(theta["network"], feats, time, g.shape)
             else:
                 scales = _norm_scales(inputs, feats, config, g.shape)
-                direction, magnitude = _network_unrolled(theta["network"], feats, scales, time,
+                direction, magnitude = network_unrolled(theta["network"], feats, scales, time,
                                                          g.shape)
             step = direction * jnp.exp(magnitude * config.exp_mult) * config.step_mult
             updates.append((-step).astype(p.dtype))

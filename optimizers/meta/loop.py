@@ -23,10 +23,9 @@ import numpy as np
 import optax
 import pandas as pd
 
-from bench.records import atomic_write
 from optimizers.meta.estimators import Estimator, MakeOptimizer, Particles, train_steps
 from optimizers.meta.problems import InnerProblem
-from optimizers.meta.state_io import load_tree, save_tree
+from optimizers.meta.state_io import load_tree, replace_atomically, save_tree
 
 CURVE_COLUMNS = ("outer_step", "meta_loss", "eval_loss", "gradient_norm", "learning_rate",
                  "wall_time_s")
@@ -152,7 +151,7 @@ def meta_train(
 
     def save(step: int) -> None:
         curve = pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
-        atomic_write(curve_path, lambda tmp: curve.to_parquet(tmp, index=False))
+        replace_atomically(curve_path, lambda tmp: curve.to_parquet(tmp, index=False))
         save_tree(state_path, state, {"outer_step": step, "wall_time_s": wall})
 
     last_eval = float("nan")

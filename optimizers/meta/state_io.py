@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-from bench.records import atomic_write
-
 _HEADER = "__header__"
+
+
+def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then rename it over ``path``: a kill
+    leaves the old file or the new one, never half of either."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_tree(path: str | os.PathLike, tree: Any, header: dict[str, Any]) -> None:
@@ -28,7 +39,7 @@ def save_tree(path: str | os.PathLike, tree: Any, header: dict[str, Any]) -> Non
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
-    atomic_write(Path(path), write)
+    replace_atomically(Path(path), write)
 
 
 def load_tree(path: str | os.PathLike, like: Any) -> tuple[Any, dict[str, Any]]:

@@ -1,0 +1,212 @@
+"""Benchmark: what one optimizer update costs as the parameter count grows (``make bench``).
+
+For each optimizer config and size, the harness's own measurement path times the update on a
+wide linear model of that many parameters. Beside it, in the same process: a device copy of
+the same bytes (the bandwidth ceiling an elementwise update can hope for) and, for Adam, a
+minimal hand-written timing loop (to check the harness adds nothing to what it reports).
+Writes ``results/bench/update_cost.parquet`` and a figure of update time against size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+from omegaconf import OmegaConf
+
+from bench.measure.hardware import host_facts
+from bench.measure.run_costs import measure_costs
+from bench.records.files import atomic_write
+from bench.train.settings import RunSettings
+from optimizers import build_optimizer
+from optimizers.analytic import update_cost
+from tasks.synthetic import wide_linear
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "optimizer"
+COLUMNS = 1000
+
+
+def copy_seconds(num_bytes: int, repeats: int) -> np.ndarray:
+    """Seconds of an in-place, donated elementwise pass over ``num_bytes / 2`` bytes.
+
+    Reading and writing a buffer of half the bytes moves ``num_bytes``: the same traffic as an
+    update that must move ``num_bytes``, with the least arithmetic.
+    """
+    x = jnp.zeros((max(1, num_bytes // 8),), jnp.float32)
+    bump = jax.jit(lambda a: a + 1.0, donate_argnums=0)
+    samples = []
+    for i in range(repeats + 3):
+        start = time.perf_counter()
+        x = jax.block_until_ready(bump(x))
+        if i >= 3:
+            samples.append(time.perf_counter() - start)
+    return np.array(samples)
+
+
+def minimal_update_seconds(tx: optax.GradientTransformation, rows: int, repeats: int) -> np.ndarray:
+    """The plainest honest timing loop of one update: jit, donate, block, repeat."""
+    params = {"w": jnp.zeros((rows, COLUMNS)), "b": jnp.zeros((COLUMNS,))}
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-3), params)
+    state = tx.init(params)
+
+    def update(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    step = jax.jit(update, donate_argnums=(0, 1))
+    samples = []
+    for i in range(repeats + 3):
+        start = time.perf_counter()
+        params, state = jax.block_until_ready(step(params, state, grads))
+        if i >= 3:
+            samples.append(time.perf_counter() - start)
+    return np.array(samples)
+
+
+class Variant(NamedTuple):
+    """One optimizer as benchmarked: its label, config name, the setting that varies between
+    its variants (an execution path) or None, and its config."""
+
+    label: str
+    name: str
+    arm: dict[str, Any] | None
+    config: Any
+
+
+def variants(names: list[str]) -> list[Variant]:
+    """A variant per optimizer; an optimizer with execution paths (a ``path`` setting) gets one
+    per path, ``small_fc_lopt/stacked`` and so on, to compare them."""
+    out = []
+    for name in names:
+        cfg = OmegaConf.load(CONF / f"{name}.yaml")
+        if "path" in cfg and cfg.get("architecture") == "small_fc_lopt":
+            from optimizers.learned.small_fc_lopt import PATHS
+
+            out += [Variant(f"{name}/{path}", name, {"path": path},
+                            OmegaConf.merge(cfg, {"path": path})) for path in PATHS]
+        else:
+            out.append(Variant(name, name, None, cfg))
+    return out
+
+
+def bench_update_cost(names: list[str], sizes: list[int], repeats: int) -> pd.DataFrame:
+    """One row per optimizer and size; all measured in this process, side by side."""
+    settings = RunSettings(timing_protocol="per_call", timing_steps=repeats, warmup_steps=3)
+    rows = []
+    for size in sizes:
+        task = wide_linear(rows=max(1, size // COLUMNS - 1), cols=COLUMNS)
+        for name, base, arm, cfg in variants(names):
+            tx = build_optimizer(cfg, prefix=f"optimizer[{name}]")
+            costs = measure_costs(task, tx, settings, seed=0)
+            analytic = update_cost(base)
+            n = costs["num_params"]
+            moved = None if analytic is None else analytic.bytes * n
+            copy = None if moved is None else float(np.median(copy_seconds(moved, repeats)))
+            median = costs["update_time_median_s"]
+            row = {
+                "optimizer": name,
+                "optimizer_name": base,
+                "arm": arm,
+                "num_params": n,
+                "update_time_median_s": median,
+                "update_time_p10_s": costs["update_time_p10_s"],
+                "update_time_p90_s": costs["update_time_p90_s"],
+                "update_time_n": costs["update_time_n"],
+                "bytes_moved": moved,
+                "achieved_gbps": None if moved is None else moved / median / 1e9,
+                "copy_gbps": None if moved is None else moved / copy / 1e9,
+                "update_flops": costs["update_flops"],
+                "update_bytes_accessed": costs["update_bytes_accessed"],
+                "update_temp_bytes": costs["update_temp_bytes"],
+                "update_temp_floats_per_param": costs["update_temp_bytes"] / 4 / n,
+                "loop_bytes": costs["update_loop_bytes"],
+                "opt_state_bytes": costs["opt_state_bytes"],
+            }
+            if moved is not None:
+                row["bandwidth_ratio"] = row["achieved_gbps"] / row["copy_gbps"]
+                if row["loop_bytes"] is not None:  # the same, on what the program moves
+                    row["loop_bandwidth_ratio"] = (row["loop_bytes"] / median / 1e9
+                                                   / row["copy_gbps"])
+            if name == "adam":
+                rows_ = task.hparams["rows"]
+                minimal = float(np.median(minimal_update_seconds(tx, rows_, repeats)))
+                row["minimal_loop_median_s"] = minimal
+                row["harness_vs_minimal"] = median / minimal
+            rows.append(row)
+            print(f"{name:>22} {n:>11,} params: update {median * 1e3:9.3f} ms"
+                  + ("" if moved is None else
+                     f", {row['achieved_gbps']:6.1f} GB/s = {row['bandwidth_ratio']:.2f} of copy"
+                     + ("" if row["loop_bytes"] is None else
+                        f" ({row['loop_bytes'] / 4 / n:.1f} floats/param in its loops: "
+                        f"{row['loop_bandwidth_ratio']:.2f} of copy)"))
+                  + (f", harness/minimal {row['harness_vs_minimal']:.3f}" if name == "adam"
+                     else ""), flush=True)
+    table = pd.DataFrame(rows)
+    adam = table[table.optimizer == "adam"].set_index("num_params").update_time_median_s
+    table["update_over_adam"] = table.update_time_median_s / table.num_params.map(adam)
+    facts = host_facts()
+    for key in ("device_kind", "cpu_model", "cpu_count", "jax_version", "git_commit"):
+        table[key] = facts[key]
+    return table
+
+
+def update_cost_figure(table: pd.DataFrame):
+    """Update time against parameter count, one line per optimizer (log-log, p10-p90 bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, group in table.groupby("optimizer"):
+        group = group.sort_values("num_params")
+        y = group.update_time_median_s.to_numpy() * 1e3
+        err = [y - group.update_time_p10_s.to_numpy() * 1e3,
+               group.update_time_p90_s.to_numpy() * 1e3 - y]
+        ax.errorbar(group.num_params.to_numpy(), y, yerr=err, marker="o", capsize=3, label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("update time, median (ms; bars p10-p90)")
+    first = table.iloc[0]
+    ax.set_title(f"Optimizer update cost; {first.device_kind}, {first.cpu_model} "
+                 f"({first.cpu_count} cores)", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--optimizers", nargs="+",
+                        default=sorted(p.stem for p in CONF.glob("*.yaml")))
+    parser.add_argument("--sizes", nargs="+", type=int, default=[1_000_000, 10_000_000])
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--out", type=Path, default=Path("results/bench"))
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.optimizers if not (CONF / f"{n}.yaml").exists()]
+    if unknown:
+        parser.error(f"unknown optimizer(s) {unknown}; known: "
+                     f"{sorted(p.stem for p in CONF.glob('*.yaml'))}")
+    table = bench_update_cost(args.optimizers, args.sizes, args.repeats)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "update_cost.parquet"
+    atomic_write(path, lambda p: table.to_parquet(p, index=False))
+    from bench.figures.sweep import save_figure
+
+    figures = save_figure(update_cost_figure(table), args.out, "update_cost")
+    print(f"wrote {path} and {figures[0]} (+ PDF)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
