@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.records.files import read_parquet
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS, REFERENCE = REPO / "docs", REPO / "results" / "reference"
 LEARNED = ("small_fc_lopt", "mlp_lopt", "rnn_mlp_lopt", "nn_adam")
@@ -63,7 +65,7 @@ UPDATE_COLUMNS = {False: ("bytes moved / param", "bytes_moved", "of copy bandwid
 def update_table(ref: Path, learned: bool) -> str:
     """The update benchmark per optimizer and size, as time and over Adam's: hand-designed
     optimizers with their share of the copy bandwidth, or learned ones with their temporaries."""
-    table = pd.read_parquet(ref / "paper/update_cost.parquet")
+    table = read_parquet(ref / "paper/update_cost.parquet")
     rows = table[table.optimizer.str.split("/").str[0].isin(LEARNED) == learned]
     per_param, bytes_column, label, column = UPDATE_COLUMNS[learned]
     sizes = sorted(int(n) for n in rows.num_params.unique())
@@ -96,7 +98,7 @@ SEED_PARTS = (("wall_s", "wall (s)"), ("process_start_s", "process starts (s)"),
 
 def seed_throughput(ref: Path) -> str:
     """Wall time of the seed-throughput sweep per mode and cache, fastest of the rounds."""
-    table = pd.read_parquet(ref / "seed_throughput.parquet")
+    table = read_parquet(ref / "seed_throughput.parquet")
     best = table.loc[table.groupby(["mode", "cache"]).wall_s.idxmin()].set_index(
         ["mode", "cache"])
     rows = [[label, cache, *(fmt(best.loc[(mode, cache), c], ".1f") for c, _ in SEED_PARTS)]
@@ -126,7 +128,7 @@ def per_arm(runs: pd.DataFrame, by: str, sort: str) -> pd.DataFrame:
 
 def default_sweep(ref: Path) -> str:
     """The default sweep per optimizer: losses over seeds, step and update times, state."""
-    runs = pd.read_parquet(ref / "paper/default_runs.parquet")
+    runs = read_parquet(ref / "paper/default_runs.parquet")
     rows = [[r.Index, f"{r.seeds}", f"{r.eval:.3f} ({r.eval_sd:.3f})", f"{r.train:.3f}",
              fmt(r.step * 1e6), fmt(r.over_sgd, ".2f"), fmt(r.update_s * 1e6),
              fmt(r.state, ".2f")] for r in per_arm(runs, "optimizer", "eval").itertuples()]
@@ -137,7 +139,7 @@ def default_sweep(ref: Path) -> str:
 
 def lopt_vs_adam(ref: Path) -> str:
     """Meta-trained learned optimizers against Adam at each learning rate."""
-    runs = pd.read_parquet(ref / "paper/lopt_vs_adam_runs.parquet")
+    runs = read_parquet(ref / "paper/lopt_vs_adam_runs.parquet")
     arms = per_arm(runs, "optimizer", "train")
     adam = arms[arms.index.str.split("(").str[0] == "adam"]
     rows = [[r.Index, f"{r.seeds}", f"{r.train:.3f} ({r.train_sd:.3f})",

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from tasks.base import Task, sequential_batches, shuffled_batches
-from tasks.image_data import check_positive, image_splits
+from tasks.base import Task, check_positive, sequential_batches, shuffled_batches
+from tasks.image_data import image_splits
 from tasks.mlp import apply_mlp, init_mlp
 
 
@@ -41,6 +41,7 @@ def mlp_autoencoder(
 
     return Task(
         name=name,
+        data_fingerprint=splits.fingerprint,
         family="mlp_autoencoder",
         batch_size=batch_size,
         init=functools.partial(init_mlp, sizes=[inputs, *hidden_sizes, inputs]),

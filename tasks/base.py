@@ -36,6 +36,9 @@ class Task:
         beside the loss (``{"accuracy": ...}`` for classifiers).
       num_classes: number of classes for a classification loss (losses are clipped at
         1.5 * ln(num_classes) when normalised); None for other losses.
+      data_fingerprint: a digest of the contents of the data files the task read (part of a
+        run's identity, so that other data is another run); None for data generated from the
+        task's settings alone.
       train_arrays: the training split, where ``train_batches(seed)`` is
         ``shuffled_batches(train_arrays, batch_size, seed)``; a runner may then keep the
         arrays on the device and gather each batch there at ``shuffled_indices`` (the same
@@ -52,6 +55,7 @@ class Task:
     abstract_batch: Mapping[str, jax.ShapeDtypeStruct]
     metrics: Callable[[Params, Batch], Mapping[str, jax.Array]] | None = None
     num_classes: int | None = None
+    data_fingerprint: str | None = None
     # Arrays: neither compared (NumPy's == is elementwise) nor printed in a Task's repr.
     train_arrays: Mapping[str, np.ndarray] | None = field(default=None, compare=False,
                                                           repr=False)
@@ -103,3 +107,12 @@ def sequential_batches(
     n = len(next(iter(arrays.values())))
     for start in range(0, n, batch_size):
         yield {k: a[start : start + batch_size] for k, a in arrays.items()}
+
+
+def check_positive(**values: int) -> None:
+    """Raise a ValueError naming every setting that is not a positive integer."""
+    bad = {k: v for k, v in values.items()
+           if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1}
+    if bad:
+        raise ValueError(", ".join(f"{k}={v!r}" for k, v in bad.items())
+                         + ": must be positive integers")

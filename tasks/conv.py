@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from tasks.base import Task, sequential_batches, shuffled_batches
-from tasks.image_data import abstract_image_batch, check_positive, image_splits
+from tasks.base import Task, check_positive, sequential_batches, shuffled_batches
+from tasks.image_data import abstract_image_batch, image_splits
 from tasks.mlp import accuracy, init_mlp, softmax_cross_entropy
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
@@ -71,6 +71,7 @@ def convnet(
 
     return Task(
         name=name,
+        data_fingerprint=splits.fingerprint,
         family="convnet",
         batch_size=batch_size,
         init=jax.jit(functools.partial(init_convnet, in_channels=in_channels,

@@ -12,8 +12,8 @@ import dataclasses
 import functools
 from collections.abc import Sequence
 
-from tasks.base import Task, sequential_batches, shuffled_batches
-from tasks.image_data import abstract_image_batch, check_positive, image_splits
+from tasks.base import Task, check_positive, sequential_batches, shuffled_batches
+from tasks.image_data import abstract_image_batch, image_splits
 from tasks.mlp import accuracy, apply_mlp, init_mlp, softmax_cross_entropy
 
 
@@ -45,6 +45,7 @@ def image_mlp(
 
     return Task(
         name=name,
+        data_fingerprint=splits.fingerprint,
         family="image_mlp",
         batch_size=batch_size,
         init=functools.partial(init_mlp, sizes=sizes),

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tasks.base import Task, sequential_batches, shuffled_batches
+from tasks.base import Task, check_positive, sequential_batches, shuffled_batches
 from tasks.mlp import apply_mlp, init_mlp, softmax_cross_entropy
 
 
@@ -33,6 +33,11 @@ def synthetic_mlp(
 ) -> Task:
     """An MLP on Gaussian inputs labelled by a fixed random linear teacher: learnable in a few
     dozen steps (a stand-in for unit tests)."""
+    check_positive(inputs=inputs, classes=classes, batch_size=batch_size, num_train=num_train,
+                   num_eval=num_eval, **{f"hidden_sizes[{i}]": h for i, h in
+                                         enumerate(hidden_sizes)})
+    if batch_size > num_train:
+        raise ValueError(f"batch_size={batch_size} exceeds num_train={num_train}")
     rng = np.random.default_rng(data_seed)
     teacher = rng.standard_normal((inputs, classes)).astype(np.float32)
     train, test = _make_split(rng, teacher, num_train), _make_split(rng, teacher, num_eval)
@@ -66,8 +71,7 @@ def wide_linear(
 
     Synthetic data (Gaussian inputs and targets); for benchmarks and tests, not for results.
     """
-    if min(rows, cols, batch_size) < 1:
-        raise ValueError(f"rows={rows}, cols={cols}, batch_size={batch_size}: must be positive")
+    check_positive(rows=rows, cols=cols, batch_size=batch_size)
     rng = np.random.default_rng(data_seed)
     n = 4 * batch_size
     data = {"x": rng.standard_normal((n, rows)).astype(np.float32),

@@ -15,9 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tasks.base import Task, sequential_batches
+from tasks.base import Task, check_positive, sequential_batches
 from tasks.data import text
-from tasks.image_data import check_positive
 from tasks.mlp import accuracy
 
 
@@ -138,6 +137,7 @@ def char_transformer_lm(
     return Task(
         name=name,
         family="transformer_lm",
+        data_fingerprint=text.text_fingerprint(text_file),
         batch_size=batch_size,
         # Jitted: op-by-op initialisation of many small tensors is slow to dispatch.
         init=jax.jit(functools.partial(init_transformer, vocab_size=text.VOCAB_SIZE,

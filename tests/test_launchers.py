@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hydra
-import pandas as pd
 import pytest
 from hydra.utils import get_class
 
+from bench.records.files import read_parquet
 from tests.conftest import CONF_DIR, launch_sweep
 
 LAUNCHERS = sorted((CONF_DIR / "hydra" / "launcher").glob("*.yaml"))
@@ -36,7 +36,7 @@ def test_parallel_jobs_record_their_concurrency(tmp_path):
     proc = launch_sweep(*TINY, "sweep.jobs=2", f"results_dir={tmp_path}")
     assert proc.returncode == 0, _output(proc)
     assert "up to 2 workers at once" in proc.stdout
-    runs = pd.read_parquet(tmp_path / "smoke" / "runs.parquet")
+    runs = read_parquet(tmp_path / "smoke" / "runs.parquet")
     assert len(runs) == 2 and (runs.status == "ok").all()
     assert not runs.timing_exclusive.any()
     assert (runs.concurrent_jobs == 2).all()
@@ -51,7 +51,7 @@ def test_submitit_local_shards_merge_into_one_table(tmp_path):
                         "sweep.shard=0,1", "sweep.isolate=false", f"results_dir={tmp_path}")
     assert proc.returncode == 0, _output(proc)
     folder = tmp_path / "smoke"
-    runs = pd.read_parquet(folder / "runs.parquet")
+    runs = read_parquet(folder / "runs.parquet")
     assert sorted(runs.seed) == [0, 1] and runs.run_id.is_unique
     assert (runs.status == "ok").all()
     jobs = sorted(p.name for p in (folder / "logs" / "multirun").glob("*/[0-9]*"))

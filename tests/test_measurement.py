@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import jax
 import optax
-import pandas as pd
 import pytest
 
 from bench.measure import memory
 from bench.measure.run_costs import measure_costs
+from bench.records.files import read_parquet
 from bench.train.run import run_one
 from bench.train.settings import RunSettings
 from optimizers.analytic import UPDATE_COSTS
@@ -121,7 +121,7 @@ def test_isolation_is_recorded_per_row(run_sweep, tmp_path, isolate):
     proc = run_sweep("sweep=smoke", "optimizer=sgd", f"results_dir={tmp_path}",
                      f"sweep.isolate={str(isolate).lower()}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    runs = pd.read_parquet(tmp_path / "smoke" / "runs.parquet")
+    runs = read_parquet(tmp_path / "smoke" / "runs.parquet")
     assert runs.isolated.tolist() == [isolate]
     assert (runs.peak_rss_bytes > 50e6).all()
     assert runs.status.tolist() == ["ok"]

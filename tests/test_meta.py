@@ -17,6 +17,7 @@ import optax
 import pandas as pd
 import pytest
 
+from bench.records.files import read_parquet
 from optimizers.meta.estimators import EstimatorSettings, make_estimator, train_steps
 from optimizers.meta.loop import OuterSettings, make_evaluation, meta_train
 from optimizers.meta.problems import quadratic_problem, sample_specs
@@ -122,16 +123,16 @@ def test_a_killed_meta_training_resumes_to_the_same_curve(tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
         curve = folder / "curve.parquet"
-        if curve.exists() and pd.read_parquet(curve)["outer_step"].max() >= 8:
+        if curve.exists() and read_parquet(curve)["outer_step"].max() >= 8:
             break
         time.sleep(0.05)
     time.sleep(0.13)  # land somewhere between checkpoints
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    assert pd.read_parquet(folder / "curve.parquet")["outer_step"].max() < 24
+    assert read_parquet(folder / "curve.parquet")["outer_step"].max() < 24
     _, resumed = small_run(folder)
-    on_disk = pd.read_parquet(folder / "curve.parquet")
+    on_disk = read_parquet(folder / "curve.parquet")
     columns = ["outer_step", "meta_loss", "eval_loss", "gradient_norm", "learning_rate"]
     for curve in (resumed, on_disk):
         pd.testing.assert_frame_equal(curve[columns].reset_index(drop=True),

@@ -7,8 +7,7 @@ import os
 import subprocess
 import sys
 
-import pandas as pd
-
+from bench.records.files import read_parquet
 from tests.conftest import REPO_ROOT
 
 
@@ -37,7 +36,7 @@ def test_outside_task_and_optimizer_run_through_the_searchpath(tmp_path):
          "run.timing=false", "sweep.compile_cache=null"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
-    runs = pd.read_parquet(results / "smoke" / "runs.parquet")
+    runs = read_parquet(results / "smoke" / "runs.parquet")
     assert runs[["task", "optimizer", "status"]].values.tolist() == [["my_linreg", "my_sgd", "ok"]]
     assert runs.task_family.tolist() == ["my_linreg"]
     assert runs.final_train_loss.iloc[0] < runs.first_train_loss.iloc[0]

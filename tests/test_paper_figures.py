@@ -11,6 +11,7 @@ import pytest
 
 from bench.figures import architecture, compute, curves, lopt_cost, memory, pareto, sources, style
 from bench.figures.paper import build
+from bench.records.files import read_parquet
 
 REF = sources.REFERENCE
 GROUPS = ("memory", "compute", "lopt_cost", "ablation", "pareto", "curves", "architecture")
@@ -80,7 +81,7 @@ def test_memory_bars_are_the_measured_state():
 
 
 def test_pareto_points_are_seed_means_of_the_runs():
-    runs = pd.read_parquet(REF / "default_runs.parquet")
+    runs = read_parquet(REF / "default_runs.parquet")
     fig, data = pareto.pareto_figure(runs, None, "test")
     shown = _check_read_back(fig, data)
     ok = runs[runs.status == "ok"].groupby(["task", "optimizer"])
@@ -93,8 +94,8 @@ def test_pareto_points_are_seed_means_of_the_runs():
 
 
 def test_curves_are_seed_means_of_the_eval_losses():
-    runs = pd.read_parquet(REF / "default_runs.parquet")
-    table = pd.read_parquet(REF / "default_curves.parquet")
+    runs = read_parquet(REF / "default_runs.parquet")
+    table = read_parquet(REF / "default_curves.parquet")
     fig, data = curves.curves_figure(runs, table, "test")
     shown = _check_read_back(fig, data)
     evals = table[table.split == "eval"].join(runs.set_index("run_id")[["task", "optimizer"]],
@@ -106,8 +107,8 @@ def test_curves_are_seed_means_of_the_eval_losses():
 
 
 def test_compute_ratios_come_from_the_runs():
-    runs = pd.read_parquet(REF / "overhead.parquet")
-    bench = pd.read_parquet(REF / "update_cost.parquet")
+    runs = read_parquet(REF / "overhead.parquet")
+    bench = read_parquet(REF / "update_cost.parquet")
     fig, data = compute.compute_figure(runs, bench, "test")
     shown = _check_read_back(fig, data)
     at_2410 = runs[(runs.num_params == 2410) & (runs.status == "ok")]
@@ -127,7 +128,7 @@ def test_compute_ratios_come_from_the_runs():
 
 
 def test_lopt_cost_from_the_design_runs():
-    runs = pd.read_parquet(REF / "lopt_design.parquet")
+    runs = read_parquet(REF / "lopt_design.parquet")
     fig, data = lopt_cost.lopt_cost_figure(runs, "test")
     shown = _check_read_back(fig, data)
     by_label = runs.set_index("optimizer").step_over_sgd_step
@@ -152,7 +153,7 @@ def test_architecture_counts():
 
 
 def test_ablation_points_are_seed_means_per_variant():
-    runs = pd.read_parquet(REF / "lopt_ablation.parquet")
+    runs = read_parquet(REF / "lopt_ablation.parquet")
     fig, data = __import__("bench.figures.ablation", fromlist=["x"]).ablation_figure(runs, "t")
     shown = _check_read_back(fig, data)
     loss = shown[shown.panel == "loss"]
@@ -175,9 +176,9 @@ def test_reference_tables_name_each_optimizer_and_arm():
     """Every reference table names its rows' optimizer config and arm; list settings are lists."""
     for name in ("default_runs", "lopt_vs_adam_runs", "lopt_design", "lopt_ablation", "overhead",
                  "update_cost"):
-        runs = pd.read_parquet(REF / f"{name}.parquet")
+        runs = read_parquet(REF / f"{name}.parquet")
         assert runs.optimizer_name.notna().all() and "arm" in runs, name
-    runs = pd.read_parquet(REF / "lopt_vs_adam_runs.parquet")
+    runs = read_parquet(REF / "lopt_vs_adam_runs.parquet")
     adam = runs[runs.optimizer_name == "adam"]
     assert adam.arm.map(lambda arm: arm["learning_rate"]).tolist() == pytest.approx(
         adam.opt_learning_rate.tolist())

@@ -8,6 +8,7 @@ import pytest
 
 from bench.analysis.stats import pareto_front
 from bench.figures.sweep import draw_sweep_figures
+from bench.records.files import read_parquet
 
 pytestmark = pytest.mark.filterwarnings("error")  # figures of odd tables draw without warnings
 
@@ -88,7 +89,7 @@ def _tables(arms: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _stored(runs: pd.DataFrame, tmp_path) -> pd.DataFrame:
     """``runs`` as a sweep's runs.parquet gives it back (arms as structs, empty columns None)."""
     runs.to_parquet(tmp_path / "runs.parquet", index=False)
-    return pd.read_parquet(tmp_path / "runs.parquet")
+    return read_parquet(tmp_path / "runs.parquet")
 
 
 def test_draw_sweep_figures_writes_png_and_pdf(tmp_path):

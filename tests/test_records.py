@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.records.files import read_parquet
 from bench.records.schema import CURVE_COLUMNS, RUN_COLUMNS
 from bench.records.store import RecordStore
 from bench.train.spec import run_id
@@ -58,10 +59,10 @@ def test_write_collect_round_trip(tmp_path):
     assert (curves.run_id == "bbbb").sum() == 7 + 2
 
     runs_path, curves_path = store.write_tables(runs, curves)
-    on_disk = pd.read_parquet(runs_path)
+    on_disk = read_parquet(runs_path)
     assert set(RUN_COLUMNS) <= set(on_disk.columns)
     assert len(on_disk) == 2
-    pd.testing.assert_frame_equal(pd.read_parquet(curves_path), curves)
+    pd.testing.assert_frame_equal(read_parquet(curves_path), curves)
 
 
 def test_nan_is_stored_as_missing(tmp_path):

@@ -10,8 +10,7 @@ import subprocess
 import sys
 import time
 
-import pandas as pd
-
+from bench.records.files import read_parquet
 from tests.conftest import REPO_ROOT, launch_sweep
 
 OVERRIDES = ["sweep=smoke", "sweep.seeds=[0,1,2]", "sweep.isolate=false"]
@@ -46,7 +45,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     done = launch_sweep(*OVERRIDES, f"results_dir={tmp_path}")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert f"{len(seen)} already recorded and skipped" in done.stdout
-    runs = pd.read_parquet(tmp_path / "smoke" / "runs.parquet")
+    runs = read_parquet(tmp_path / "smoke" / "runs.parquet")
     assert len(runs) == PLANNED and runs.run_id.is_unique
     assert (runs.status == "ok").all()
     final = _finished(records)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from bench.records.files import read_parquet
 from bench.records.schema import RUN_COLUMNS
 from bench.records.store import RecordStore
 from bench.sweep.checks import TaskCache
@@ -49,7 +50,7 @@ def test_smoke_sweep_exits_zero(smoke):
 def test_smoke_sweep_runs_table(smoke):
     """runs.parquet has one ok row per planned run and every standard column."""
     _, folder = smoke
-    runs = pd.read_parquet(folder / "runs.parquet")
+    runs = read_parquet(folder / "runs.parquet")
     assert set(RUN_COLUMNS) <= set(runs.columns)
     assert sorted(runs.optimizer) == ["adam", "sgd"]
     assert runs.run_id.is_unique
@@ -63,8 +64,8 @@ def test_smoke_sweep_runs_table(smoke):
 def test_smoke_sweep_curves_table(smoke):
     """curves.parquet holds a train loss for every step of every run."""
     _, folder = smoke
-    runs = pd.read_parquet(folder / "runs.parquet")
-    curves = pd.read_parquet(folder / "curves.parquet")
+    runs = read_parquet(folder / "runs.parquet")
+    curves = read_parquet(folder / "curves.parquet")
     assert set(curves.run_id) == set(runs.run_id)
     for rid in runs.run_id:
         train = curves[(curves.run_id == rid) & (curves.split == "train")]
@@ -84,11 +85,11 @@ def test_smoke_sweep_figures(smoke):
 def test_smoke_sweep_rerun_skips_recorded_runs(smoke):
     """Running the same sweep again skips both recorded runs and keeps the same rows."""
     _, folder = smoke
-    before = pd.read_parquet(folder / "runs.parquet")
+    before = read_parquet(folder / "runs.parquet")
     proc = launch_sweep("sweep=smoke", f"results_dir={folder.parent}")
     assert proc.returncode == 0, _output(proc)[-3000:]
     assert "2 already recorded and skipped" in proc.stdout
-    after = pd.read_parquet(folder / "runs.parquet")
+    after = read_parquet(folder / "runs.parquet")
     key = ["run_id", "status", "finished_at", "final_eval_loss"]
     pd.testing.assert_frame_equal(
         before[key].sort_values("run_id").reset_index(drop=True),
@@ -97,8 +98,8 @@ def test_smoke_sweep_rerun_skips_recorded_runs(smoke):
 
 
 def test_corrupt_record_is_named_and_rerun(smoke):
-    """A damaged record of a planned run is reported by name and its run redone; the other
-    run's record is not touched."""
+    """A damaged record of a planned run is reported by name, set aside (not deleted) and its
+    run redone; the other run's record is not touched."""
     _, folder = smoke
     records = sorted((folder / "records").glob("*.json"))
     damaged, kept = records[0], records[1]
@@ -106,10 +107,11 @@ def test_corrupt_record_is_named_and_rerun(smoke):
     damaged.write_text('{"run_id": "trunc')
     proc = launch_sweep("sweep=smoke", f"results_dir={folder.parent}")
     assert proc.returncode == 0, _output(proc)[-3000:]
-    assert f"unreadable record {damaged}" in proc.stdout
+    assert "set aside an invalid record" in proc.stdout and str(damaged) in proc.stdout
+    assert (damaged.parent / "invalid" / damaged.name).read_text() == '{"run_id": "trunc'
     assert "1 already recorded and skipped" in proc.stdout
     assert kept.read_text() == kept_text
-    runs = pd.read_parquet(folder / "runs.parquet")
+    runs = read_parquet(folder / "runs.parquet")
     assert len(runs) == 2 and (runs.status == "ok").all()
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.records.files import read_parquet
+
 EMA_DECAY = 0.95
 CLIP_FACTOR = 1.5  # losses clipped at CLIP_FACTOR * ln(num_classes) (REFERENCE.md)
 DEFAULT_REFERENCE = Path("results/reference/tuned_adam.parquet")
@@ -125,7 +127,7 @@ def load_reference(path: str | Path = DEFAULT_REFERENCE) -> pd.DataFrame:
         raise FileNotFoundError(
             f"{path}: no tuned-Adam reference; build one with `make sweep SWEEP=tune_adam` then "
             "`python -m bench.analysis.normalise results/tune_adam`")
-    return pd.read_parquet(path)
+    return read_parquet(path)
 
 
 def add_scores(runs: pd.DataFrame, curves: pd.DataFrame,
@@ -169,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_REFERENCE)
     parser.add_argument("--optimizer", default="adam")
     args = parser.parse_args(argv)
-    runs = pd.read_parquet(args.folder / "runs.parquet")
-    curves = pd.read_parquet(args.folder / "curves.parquet")
+    runs = read_parquet(args.folder / "runs.parquet")
+    curves = read_parquet(args.folder / "curves.parquet")
     reference, grid = build_reference(runs, curves, args.optimizer)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     reference.to_parquet(args.out, index=False)

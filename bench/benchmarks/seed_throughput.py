@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.records.files import atomic_write
+from bench.records.files import atomic_write, read_parquet
 
 # name: (seeds vmapped, worker process per work item)
 MODES = {
@@ -47,7 +47,7 @@ def sweep_seconds(results: Path, mode: str, cache: Path, force: bool,
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stdout[-2000:]}"
                            f"{proc.stderr[-2000:]}")
-    runs = pd.read_parquet(results / mode / "runs.parquet")
+    runs = read_parquet(results / mode / "runs.parquet")
     if not (runs.status == "ok").all():
         raise RuntimeError(f"{mode}: not every run ok: {runs.status.tolist()}")
     return seconds, runs

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.records.files import read_parquet
+
 RESULTS = Path("results")
 REFERENCE = Path("results/reference/paper")
 ORIGINS = ("latest", "reference")
@@ -96,8 +98,8 @@ def load(name: str, origin: str = "latest", results: Path = RESULTS,
                        source.reference_curves and reference / source.reference_curves))
     for runs_path, curves_path in candidates:
         if runs_path.exists():
-            runs = pd.read_parquet(runs_path)
-            curves = pd.read_parquet(curves_path) if curves_path and Path(
+            runs = read_parquet(runs_path)
+            curves = read_parquet(curves_path) if curves_path and Path(
                 curves_path).exists() else None
             return Table(source, runs, curves, str(runs_path))
     return Table(source, None, None, "missing")

@@ -11,6 +11,7 @@ import pandas as pd
 from bench.figures import compute, curves, pareto, style
 from bench.figures.paper import describe_scale
 from bench.figures.style import save_figure
+from bench.records.files import read_parquet
 
 __all__ = ["draw_sweep_figures", "save_figure"]
 
@@ -42,9 +43,9 @@ def main(argv: list[str]) -> int:
         print("no results/*/runs.parquet found: run `make sweep` first", file=sys.stderr)
         return 1
     for folder in folders:
-        runs = pd.read_parquet(folder / "runs.parquet")
+        runs = read_parquet(folder / "runs.parquet")
         curve_path = folder / "curves.parquet"
-        curve_rows = pd.read_parquet(curve_path) if curve_path.exists() else None
+        curve_rows = read_parquet(curve_path) if curve_path.exists() else None
         for path in draw_sweep_figures(runs, curve_rows, folder / "figures"):
             print(path)
     return 0

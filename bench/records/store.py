@@ -19,8 +19,9 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from bench.records.files import atomic_write
+from bench.records.files import atomic_write, read_parquet
 from bench.records.schema import CURVE_COLUMNS, RUN_COLUMNS, STATUSES, json_safe, record_problem
 
 
@@ -57,13 +58,38 @@ class RecordStore:
         """Ids of every run with a row on disk."""
         return {p.stem for p in self.records.glob("*.json")}
 
-    def set_aside(self, rid: str) -> None:
-        """Move a run's files into ``records/superseded/``: out of the tables, not deleted."""
-        aside = self.records / "superseded"
+    def set_aside(self, rid: str, into: str = "superseded") -> None:
+        """Move a run's files into ``records/<into>/``: out of the tables, not deleted."""
+        aside = self.records / into
         aside.mkdir(parents=True, exist_ok=True)
         for path in (self.curves_path(rid), self.row_path(rid)):
             if path.exists():
                 os.replace(path, aside / path.name)
+
+    def curves_problem(self, row: Mapping[str, Any]) -> str | None:
+        """Why a valid row's curves file is not usable, or None: a run that trained has one."""
+        if not row.get("steps"):
+            return None
+        path = self.curves_path(row["run_id"])
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except FileNotFoundError:
+            return f"its curves file {path} is missing"
+        except Exception as exc:  # pyarrow raises several types on a damaged file
+            return f"its curves file {path} is unreadable ({exc})"
+        return None if rows else f"its curves file {path} is empty"
+
+    def set_aside_invalid(self) -> dict[str, str]:
+        """Move every invalid record (and every record whose curves are missing or unreadable)
+        into ``records/invalid/``; returns {run id: what was wrong} for the user."""
+        found = {}
+        for path in sorted(self.records.glob("*.json")):
+            row, problem = self._read(path)
+            problem = problem or self.curves_problem(row)
+            if problem:
+                found[path.stem] = f"{path}: {problem}"
+                self.set_aside(path.stem, into="invalid")
+        return found
 
     def read_row(self, rid: str) -> dict[str, Any] | None:
         """The stored row of a run, or None if absent, unreadable or not a valid record."""
@@ -106,7 +132,7 @@ class RecordStore:
             if not path.exists():
                 continue
             try:
-                curves.append(pd.read_parquet(path))
+                curves.append(read_parquet(path))
             except Exception as exc:  # pyarrow raises several types on a damaged file
                 warn(f"skipping corrupt curves {path}: {exc}")
         table = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(

@@ -21,6 +21,7 @@ if __name__ == "__main__":  # the first worker starts while this process imports
 
     start_for_sweep(sys.argv[1:])
 
+import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -29,14 +30,21 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from bench.records.store import RecordStore  # noqa: E402
-from bench.sweep.checks import TaskCache, check_runs, check_writable  # noqa: E402
+from bench.sweep.checks import (  # noqa: E402
+    TaskCache,
+    check_runs,
+    check_writable,
+    with_data_fingerprints,
+)
 from bench.sweep.code_version import code_version  # noqa: E402
 from bench.sweep.compose import CachedCompose, config_groups, searchpath_dirs  # noqa: E402
-from bench.sweep.execute import execute, should_isolate  # noqa: E402
+from bench.sweep.execute import execute, should_isolate, stop_workers  # noqa: E402
+from bench.sweep.lock import FolderBusyError, FolderLock  # noqa: E402
 from bench.sweep.plan import plan_runs, seed_groups, shard  # noqa: E402
 from bench.sweep.report import report  # noqa: E402
 from bench.sweep.resume import Decision, tables_current  # noqa: E402
 from bench.sweep.settings import SweepConfigError, SweepSettings  # noqa: E402
+from bench.train.spec import RunSpec  # noqa: E402
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -59,30 +67,45 @@ def run_sweep(cfg: DictConfig, cli_overrides: list[str]) -> int:
     store = RecordStore(folder)
     if settings.collect_only:
         check_writable(folder)
-        print(f"sweep '{settings.name}': collecting the records under {store.records}/")
-        report(store, None, settings.figures, rewrite=True)
+        with FolderLock(folder, collect_only=True):
+            print(f"sweep '{settings.name}': collecting the records under {store.records}/")
+            report(store, None, settings.figures, rewrite=True)
         return 0
     try:
         version = code_version(settings.code_version)
     except ValueError as exc:
         raise SweepConfigError(str(exc)) from exc
+    tasks = TaskCache()
     runs = plan_runs(OmegaConf.to_container(cfg.sweep, resolve=True), cli_overrides,
                      _composer(cli_overrides), version, settings.vmap_seeds)
+    runs = with_data_fingerprints(runs, tasks)
     if settings.vmap_seeds and any(r.config.run.steps < 1 for r in runs):
         raise SweepConfigError("sweep.vmap_seeds=true needs run.steps >= 1 (timing-only runs "
                                "are measured one by one)")
     items = seed_groups(runs) if settings.vmap_seeds else [[r] for r in runs]
     mine = shard(items, settings.shard, settings.num_shards)
-    mine_runs = [s for work in mine for s in work]
-    decision = Decision(mine_runs, store, settings)
-    tasks = TaskCache()
     # Every run, not only this shard's or those to run: a bad config stops every shard.
-    check_runs(runs, tasks, build={s.run_id for s in decision.todo})
-    check_writable(folder)
+    check_runs(runs)
+    for where in (folder, store.records, *([folder / "figures"] if settings.figures else [])):
+        check_writable(where)
     isolate = should_isolate(settings.isolate, settings.jobs)
     if settings.jobs > 1 and not isolate:
         raise SweepConfigError(f"sweep.jobs={settings.jobs} runs workers in parallel, which "
                                "needs sweep.isolate=true (or auto)")
+    with FolderLock(folder, settings.shard, settings.num_shards):
+        return _run_planned(runs, mine, store, settings, isolate, tasks)
+
+
+def _run_planned(runs: list[RunSpec], mine: list[list[RunSpec]], store: RecordStore,
+                 settings: SweepSettings, isolate: bool, tasks: TaskCache) -> int:
+    """Under the folder's lock: decide what to run, run it, report; returns the exit code."""
+    folder = store.folder
+    mine_runs = [s for work in mine for s in work]
+    invalid = store.set_aside_invalid()
+    for problem in invalid.values():
+        print(f"set aside an invalid record (moved to {store.records / 'invalid'}; its run is "
+              f"redone): {problem}")
+    decision = Decision(mine_runs, store, settings, set(invalid))
     planned_ids = {r.run_id for r in runs}
     if settings.num_shards > 1:
         print(f"shard {settings.shard} of {settings.num_shards}: {len(mine_runs)} of the "
@@ -99,9 +122,23 @@ def run_sweep(cfg: DictConfig, cli_overrides: list[str]) -> int:
               "last shard to finish writes the tables, or run again with "
               "sweep.collect_only=true.")
         return 0
-    rewrite = bool(todo or decision.superseded or stale) or not tables_current(
+    rewrite = bool(todo or decision.superseded or stale or invalid) or not tables_current(
         store, settings.figures)
-    report(store, planned_ids, settings.figures, rewrite=rewrite)
+    statuses = report(store, planned_ids, settings.figures, rewrite=rewrite)
+    return _verdict(statuses)
+
+
+def _verdict(statuses: dict[str, int]) -> int:
+    """The exit code, and a last line where runs failed: 1 when every run failed."""
+    total = sum(statuses.values())
+    failed = statuses.get("error", 0) + statuses.get("oom", 0)
+    if total and failed == total:
+        print(f"\nall {total} runs of this sweep failed (status error or oom; the error column "
+              "says why)", file=sys.stderr)
+        return 1
+    if failed:
+        print(f"\n{failed} of {total} runs of this sweep failed (status error or oom; the error "
+              "column says why; sweep.retry_failed=true reruns them)")
     return 0
 
 
@@ -133,13 +170,40 @@ def _fail(message: str) -> int:
     return 2
 
 
+class Interrupted(BaseException):
+    """The sweep was told to stop (SIGINT or SIGTERM)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    stop_workers()
+    raise Interrupted(signum)
+
+
 @hydra.main(config_path="../../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     overrides = list(HydraConfig.get().overrides.task)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _on_signal)
     try:
         code = run_sweep(cfg, overrides)
+    except FolderBusyError as exc:
+        print(f"error: {exc}\nNothing was run; no result was changed.", file=sys.stderr)
+        code = 3
     except (SweepConfigError, hydra.errors.HydraException) as exc:
         code = _fail(str(exc))
+    except Interrupted as stop:
+        print(f"\nsweep stopped by {stop}: its workers were ended; every run finished before is "
+              "recorded, and running the same command again resumes", file=sys.stderr)
+        code = 128 + stop.signum
+    except OSError as exc:  # a full disk, a folder that is a file: name the path and errno
+        print(f"error: could not write {exc.filename or 'the results'}: [Errno {exc.errno}] "
+              f"{exc.strerror}. The records already written are intact; fix this and run the "
+              "same command again to resume.", file=sys.stderr)
+        code = 1
     if code:
         sys.exit(code)
 

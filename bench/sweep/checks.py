@@ -1,9 +1,9 @@
-"""Up-front checks: every planned run's optimizer, settings and task are built (or their
-factories checked) before any work, and the results folder is writable."""
+"""Up-front checks: every planned run's task, optimizer and settings are built before any work,
+the data each task reads fingerprinted, and the results folder checked writable."""
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import json
 import tempfile
 from collections.abc import Sequence
@@ -31,38 +31,44 @@ class TaskCache:
         return self._tasks[key]
 
 
-def _check_factory(cfg: DictConfig) -> None:
-    """Raise if ``cfg._target_`` is missing or does not accept ``cfg``'s arguments."""
-    target = hydra.utils.get_method(str(cfg._target_))
-    arguments = {k: v for k, v in cfg.items() if not (k.startswith("_") and k.endswith("_"))}
-    try:
-        inspect.signature(target).bind(**arguments)
-    except TypeError as exc:
-        raise TypeError(f"{cfg._target_}: {exc}") from exc
+def _where(spec: RunSpec) -> str:
+    return f"run {spec.optimizer}/{spec.task}/seed={spec.seed}"
 
 
-def check_runs(runs: Sequence[RunSpec], tasks: TaskCache, build: set[str] | None = None) -> None:
-    """Build every run's optimizer and settings and the tasks of the runs in ``build``
-    (default: all); fail on the first bad one. The other runs' tasks are checked without
-    loading data: their factory exists and accepts the config's arguments (runs already
-    recorded need no data, and loading it would dominate a rerun with nothing to do)."""
+def _named(spec: RunSpec, exc: Exception) -> SweepConfigError:
+    if isinstance(exc, SweepConfigError):
+        return exc
+    if isinstance(exc, (ValueError, TypeError, FileNotFoundError, ImportError)):
+        return SweepConfigError(f"{_where(spec)}: {exc}")
+    return SweepConfigError(f"{_where(spec)}: {type(exc).__name__}: {exc}")
+
+
+def with_data_fingerprints(runs: Sequence[RunSpec], tasks: TaskCache) -> list[RunSpec]:
+    """``runs`` with the fingerprint of the data each one's task reads, each task built once
+    (a task that cannot be built is an error naming the run)."""
+    out = []
+    for spec in runs:
+        try:
+            task = tasks(spec.config.task)
+        except Exception as exc:  # Hydra's InstantiationException wraps the factory's error
+            raise _named(spec, exc) from exc
+        out.append(dataclasses.replace(spec, data_fingerprint=task.data_fingerprint))
+    return out
+
+
+def check_runs(runs: Sequence[RunSpec]) -> None:
+    """Build every run's optimizer and settings and check its seed; fail on the first bad one
+    with an error naming the run."""
     from optimizers import build_optimizer
 
     for spec in runs:
-        where = f"run {spec.optimizer}/{spec.task}/seed={spec.seed}"
         try:
+            if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
+                raise ValueError(f"seed={spec.seed!r}: expected a non-negative integer")
             build_optimizer(spec.config.optimizer)
             run_settings(spec.config)
-            if build is None or spec.run_id in build:
-                tasks(spec.config.task)
-            else:
-                _check_factory(spec.config.task)
-        except SweepConfigError:
-            raise
-        except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
-            raise SweepConfigError(f"{where}: {exc}") from exc
-        except Exception as exc:  # Hydra's InstantiationException and the like
-            raise SweepConfigError(f"{where}: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise _named(spec, exc) from exc
 
 
 def check_writable(folder: Path) -> None:

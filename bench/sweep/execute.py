@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import signal
+import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +22,23 @@ from bench.sweep.settings import SweepConfigError, SweepSettings
 from bench.sweep.worker import payload, run_in_process
 from bench.train.record import Where, failed_rows, failure_status
 from bench.train.spec import RunSpec
+
+# Worker processes running now, so that a stopped sweep can stop them (``stop_workers``).
+_LIVE: set[subprocess.Popen] = set()
+_STOPPING = threading.Event()
+
+
+def stop_workers() -> int:
+    """Stop every running worker (a sweep that was told to stop); returns how many. Their runs
+    are not recorded: a rerun does them."""
+    from bench.sweep import prestart
+
+    _STOPPING.set()
+    prestart.stop()
+    live = list(_LIVE)
+    for proc in live:
+        proc.kill()
+    return len(live)
 
 
 def run_isolated(work: Sequence[RunSpec], sweep_name: str, store: RecordStore, where: Where,
@@ -36,17 +55,24 @@ def run_isolated(work: Sequence[RunSpec], sweep_name: str, store: RecordStore, w
     started = datetime.datetime.now(datetime.timezone.utc).isoformat()
     clock = time.perf_counter()
     proc = prestart.take(env)
-    stdout, stderr = proc.communicate(payload(work, sweep_name, store.folder, where,
-                                              seed_batching, cache_dir))
+    _LIVE.add(proc)
+    try:
+        stdout, stderr = proc.communicate(payload(work, sweep_name, store.folder, where,
+                                                  seed_batching, cache_dir))
+    finally:
+        _LIVE.discard(proc)
+    if _STOPPING.is_set():
+        return []
     rows = [store.read_row(s.run_id) for s in work]
     if proc.returncode == 0 and all(r is not None and r.get("started_at", "") >= started
                                     for r in rows):
         return rows
     tail = (stderr or stdout or "")[-2000:]
-    status = failure_status(tail, killed_by_sigkill=proc.returncode == -signal.SIGKILL)
-    out = failed_rows(work, sweep_name, where, status,
-                      f"worker exited with code {proc.returncode}: {tail}", started,
-                      time.perf_counter() - clock)
+    code = proc.returncode
+    how = (f"worker killed by {signal.Signals(-code).name}" if code < 0 and -code in
+           signal.valid_signals() else f"worker exited with code {code}")
+    out = failed_rows(work, sweep_name, where, failure_status(tail), f"{how}: {tail}",
+                      started, time.perf_counter() - clock)
     for row in out:
         store.write(row, None)
     return out

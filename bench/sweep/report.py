@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from bench.analysis.summary import summary_table
+from bench.records.files import read_parquet
 from bench.records.store import RecordStore
 
 
@@ -26,21 +27,23 @@ def outcome(row: dict[str, Any]) -> str:
 
 
 def report(store: RecordStore, planned_ids: set[str] | None, figures: bool,
-            rewrite: bool) -> None:
-    """Merge the records into the tables (unless current), summarise, draw the figures."""
+           rewrite: bool) -> dict[str, int]:
+    """Merge the records into the tables (unless current), summarise, draw the figures;
+    returns the count of each status among this sweep's runs."""
     if rewrite:
         table, curves = store.collect()
         runs_path, curves_path = store.write_tables(table, curves)
     else:
         runs_path, curves_path = store.folder / "runs.parquet", store.folder / "curves.parquet"
-        table = pd.read_parquet(runs_path)
+        table = read_parquet(runs_path)
         curves = None
         print("\ntables and figures are up to date with the records (nothing new)")
     this_sweep = table if planned_ids is None else table[table.run_id.isin(planned_ids)]
     print("\nResults (this sweep's runs):")
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         print(summary_table(this_sweep).to_string())
-    print(f"\nstatus: {this_sweep.status.value_counts().to_dict()}")
+    statuses = {str(k): int(v) for k, v in this_sweep.status.value_counts().items()}
+    print(f"\nstatus: {statuses}")
     print(f"runs:    {runs_path}  ({len(table)} rows)")
     if curves is not None:
         print(f"curves:  {curves_path}  ({len(curves)} rows)")
@@ -49,3 +52,4 @@ def report(store: RecordStore, planned_ids: set[str] | None, figures: bool,
 
         paths = draw_sweep_figures(table, curves, store.folder / "figures")
         print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (+ PDF)")
+    return statuses

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from bench.records.schema import FINISHED
 from bench.records.store import RecordStore
 from bench.sweep.settings import SweepSettings
@@ -14,8 +16,8 @@ from bench.train.spec import RunSpec
 class Decision:
     """Which planned runs to run, and why the others are skipped (printed for the user)."""
 
-    def __init__(self, runs: list[RunSpec], store: RecordStore,
-                 settings: SweepSettings) -> None:
+    def __init__(self, runs: list[RunSpec], store: RecordStore, settings: SweepSettings,
+                 invalid: set[str] = frozenset()) -> None:
         skip = () if settings.force else FINISHED if settings.retry_failed else (
             *FINISHED, "error", "oom")
         recorded = store.run_ids()
@@ -42,6 +44,7 @@ class Decision:
                       "failed before, retried" if status in ("error", "oom") else
                       f"unreadable record {store.row_path(planned.run_id)}"
                       if planned.run_id in recorded else
+                      "invalid record set aside" if planned.run_id in invalid else
                       "recorded under another code version" if planned.config_id in other_code
                       else "new")
             self.reasons[reason] = self.reasons.get(reason, 0) + 1
@@ -62,9 +65,16 @@ class Decision:
 
 
 def tables_current(store: RecordStore, figures: bool) -> bool:
-    """Whether runs.parquet (and the figures) are newer than every record."""
-    runs = store.folder / "runs.parquet"
-    if not runs.exists() or (figures and not (store.folder / "figures").is_dir()):
+    """Whether the tables (and the figures) say what the records say: both tables readable,
+    runs.parquet holding exactly the recorded runs and newer than every record."""
+    runs, curves = store.folder / "runs.parquet", store.folder / "curves.parquet"
+    if figures and not (store.folder / "figures").is_dir():
         return False
-    newest = max((p.stat().st_mtime for p in store.records.glob("*.json")), default=0.0)
-    return runs.stat().st_mtime >= newest
+    try:
+        tabled = set(pq.read_table(runs, columns=["run_id"]).column("run_id").to_pylist())
+        pq.read_metadata(curves)
+    except Exception:  # missing or unreadable: derived data, rebuilt from the records
+        return False
+    records = list(store.records.glob("*.json"))
+    newest = max((p.stat().st_mtime for p in records), default=0.0)
+    return tabled == {p.stem for p in records} and runs.stat().st_mtime >= newest

@@ -16,6 +16,7 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -59,10 +60,24 @@ def payload(work: Sequence[RunSpec], sweep_name: str, folder: Path, where: Where
         seed_batching, cache_dir, time.time())))
 
 
+def _stop_with_parent() -> None:
+    """End this worker as soon as the sweep that started it is gone: its record would land
+    after the sweep has stopped."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> int:
     import jax  # noqa: F401  (imported before the clock stops: part of the process start)
 
     ready = time.time()
+    _stop_with_parent()
     text = sys.stdin.read()
     if not text:  # started ahead of need (bench.sweep.prestart) and not needed after all
         return 0

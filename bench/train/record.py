@@ -83,6 +83,7 @@ def config_columns(spec: RunSpec, sweep_name: str) -> dict[str, Any]:
         "task": spec.task,
         "seed": spec.seed,
         "optimizer_config": spec.optimizer_config or None,
+        "data_fingerprint": spec.data_fingerprint,
         "update_flops_per_param_analytic": None if analytic is None else analytic.flops,
         "update_bytes_per_param_analytic": None if analytic is None else analytic.bytes,
         "meta_trained": meta_trained,
@@ -102,9 +103,10 @@ def base_rows(work: Sequence[RunSpec], sweep_name: str, where: Where) -> list[di
             for s in work]
 
 
-def failure_status(message: str, killed_by_sigkill: bool = False) -> str:
-    """``oom`` where the message (or the kernel OOM killer's SIGKILL) says memory ran out."""
-    return "oom" if killed_by_sigkill or any(m in message for m in OOM_MARKERS) else "error"
+def failure_status(message: str) -> str:
+    """``oom`` where the message says memory ran out, else ``error`` (a signal alone does not
+    say why a process was killed)."""
+    return "oom" if any(m in message for m in OOM_MARKERS) else "error"
 
 
 def run_work(work: Sequence[RunSpec], sweep_name: str, where: Where, seed_batching: str,
@@ -121,6 +123,10 @@ def run_work(work: Sequence[RunSpec], sweep_name: str, where: Where, seed_batchi
         first = work[0]
         settings = run_settings(first.config)
         task, tx = task_for(first.config.task), optimizer_for(first.config.optimizer)
+        if task.data_fingerprint != first.data_fingerprint:
+            raise ValueError(f"task {first.task}: its data changed since the sweep was planned "
+                             f"(fingerprint {task.data_fingerprint}, planned "
+                             f"{first.data_fingerprint}); run the sweep again")
         results = run(task, tx, settings, [s.seed for s in work], seed_batching,
                       time_steps=not first.vmapped)
     except Exception as exc:  # one failed run never stops a sweep

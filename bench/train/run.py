@@ -51,6 +51,7 @@ def run(task: Task, tx: optax.GradientTransformationExtraArgs, settings: RunSett
     costs = measure_costs(task, tx, settings, seeds[0], timed=time_steps and len(seeds) == 1)
     common: dict[str, Any] = {"steps": settings.steps, "num_classes": task.num_classes,
                               "task_family": task.family, "vmapped_seeds": len(seeds),
+                              "data_fingerprint": task.data_fingerprint,
                               "seed_batching": resolved, **costs}
     if settings.steps == 0:  # timing-only run
         empty = pd.DataFrame(columns=CURVE_COLUMNS)

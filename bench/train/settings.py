@@ -66,6 +66,9 @@ class RunSettings:
                 f"run.timing_protocol={self.timing_protocol!r}: expected 'scan' or 'per_call'")
         if not isinstance(self.timing, bool):
             raise ValueError(f"run.timing={self.timing!r}: expected true or false")
+        if self.steps == 0 and not self.timing:
+            raise ValueError("run.steps=0 with run.timing=false measures nothing: give steps "
+                             "to train, or time the steps (run.timing=true)")
         if not self.divergence_factor > 1:
             raise ValueError(f"run.divergence_factor={self.divergence_factor}: must exceed 1")
 

@@ -33,6 +33,8 @@ class RunSpec:
       optimizer_config: the optimizer's config file name, when its target is unchanged.
       code_version: see ``bench.sweep.code_version``; None: not part of the identity.
       vmapped: trained with other seeds in one program.
+      data_fingerprint: the task's ``Task.data_fingerprint`` (None: data generated from the
+        config); part of the identity, so that a run on other data is another run.
     """
 
     optimizer: str
@@ -45,6 +47,7 @@ class RunSpec:
     optimizer_config: str = ""
     code_version: str | None = None
     vmapped: bool = False
+    data_fingerprint: str | None = None
 
     @property
     def config_identity(self) -> dict[str, Any]:
@@ -52,7 +55,8 @@ class RunSpec:
         run is executed (vmapped or not; the latter adds nothing, keeping older ids valid)."""
         pick = {k: OmegaConf.to_container(self.config[k], resolve=True)
                 for k in ("optimizer", "task", "run")}
-        return {**pick, "seed": self.seed, **({"vmapped": True} if self.vmapped else {})}
+        return {**pick, "seed": self.seed, **({"vmapped": True} if self.vmapped else {}),
+                **({"data": self.data_fingerprint} if self.data_fingerprint else {})}
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -84,10 +88,11 @@ class RunSpec:
                 "overrides": list(self.overrides), "config": config,
                 "optimizer_name": self.optimizer_name, "arm": dict(self.arm),
                 "optimizer_config": self.optimizer_config, "code_version": self.code_version,
-                "vmapped": self.vmapped}
+                "vmapped": self.vmapped, "data_fingerprint": self.data_fingerprint}
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> RunSpec:
         return cls(data["optimizer"], data["task"], int(data["seed"]), tuple(data["overrides"]),
                    OmegaConf.create(data["config"]), data["optimizer_name"], data["arm"],
-                   data["optimizer_config"], data["code_version"], data["vmapped"])
+                   data["optimizer_config"], data["code_version"], data["vmapped"],
+                   data["data_fingerprint"])

@@ -4,10 +4,13 @@ cannot be loaded into another architecture (or another configuration of it) sile
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import tempfile
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +77,27 @@ def resolve(checkpoint: str | os.PathLike) -> Path:
                             f"shipped checkpoint of that name (shipped: {names})")
 
 
+class CheckpointUnreadableError(ValueError):
+    """A checkpoint file that is truncated, corrupt or not a checkpoint at all."""
+
+
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike) -> Iterator[Any]:
+    """``np.load(path)``, its failures turned into an error naming the file and the remedy."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            yield data
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        if isinstance(exc, CheckpointMismatchError):
+            raise
+        raise CheckpointUnreadableError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc}). Re-create it "
+            "with its recipe (`make checkpoints`; optimizers/learned/checkpoints/README.md) or, "
+            f"for a shipped one, restore it (git checkout -- {path}).") from exc
+
+
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
-    with np.load(path) as data:
+    with _opened(path) as data:
         return json.loads(bytes(data[_HEADER]).decode())
 
 
@@ -97,7 +119,7 @@ def load(path: str | os.PathLike, architecture: str, config: Any, like: Any) -> 
         raise CheckpointMismatchError(
             f"{path}: saved with another {architecture} config; (saved, requested): {diff}")
     like_leaves, treedef = jax.tree.flatten(like)
-    with np.load(path) as data:
+    with _opened(path) as data:
         leaves = [data[f"leaf_{i:04d}"] for i in range(header["num_leaves"])]
     if len(leaves) != len(like_leaves) or any(
             a.shape != np.shape(b) for a, b in zip(leaves, like_leaves)):

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
+import pyarrow.parquet as pq
 
 from optimizers.meta.estimators import Estimator, MakeOptimizer, Particles, train_steps
 from optimizers.meta.problems import InnerProblem
@@ -140,7 +141,7 @@ def meta_train(
         state, header = load_tree(state_path, fresh)
         start, wall = header["outer_step"], header["wall_time_s"]
         if curve_path.exists():
-            curve = pd.read_parquet(curve_path)
+            curve = pq.read_table(str(curve_path)).to_pandas()  # a path: no IO threads
             rows = curve[curve["outer_step"] <= start].to_dict("records")
         print(f"resuming meta-training at outer step {start}/{settings.steps}", file=stream)
 

@@ -6,6 +6,7 @@ Format: http://yann.lecun.com/exdb/mnist/ (magic 0x0000 0x08 <ndim>, then ndim u
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,11 @@ _UBYTE = 0x08
 def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (optionally gzipped) into a uint8 array of the stored shape."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc})") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path} is not an IDX file (bad magic number)")
     dtype_code, ndim = raw[2], raw[3]

@@ -9,10 +9,12 @@ deterministic; the processed arrays are cached on disk (``tasks.data.cache``) an
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +22,10 @@ from tasks.data.cache import cached_arrays, file_fingerprint
 from tasks.data.resize import resize_area
 
 SPLITS = ("train", "test")
+
+
+class DatasetCorruptError(ValueError):
+    """A data set's file is there but truncated or corrupt."""
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -92,15 +98,23 @@ def load(
         raise ValueError(f"split={split!r}: expected one of {list(SPLITS)}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size={image_size!r}: must be a positive number of pixels")
-    return _load(source, find_data_dir(source, data_dir), split, image_size)
+    folder = find_data_dir(source, data_dir)
+    return _load(source, folder, split, image_size, json.dumps(split_fingerprint(source, folder,
+                                                                                 split)))
+
+
+def split_fingerprint(source: ImageSource, folder: Path, split: str) -> list[list[Any]]:
+    """Name, size and content digest of each file of ``split`` in ``folder``."""
+    return file_fingerprint([find_file(folder, stem) for stem in source.files[split]])
 
 
 @functools.lru_cache(maxsize=16)
-def _load(source: ImageSource, folder: Path, split: str,
-          image_size: int) -> tuple[np.ndarray, np.ndarray]:
-    paths = [find_file(folder, stem) for stem in source.files[split]]
+def _load(source: ImageSource, folder: Path, split: str, image_size: int,
+          files: str) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays of ``split``; ``files`` (its fingerprint, as text) keys the memo, so that a
+    file changed in place is read again."""
     recipe = {"dataset": source.name, "split": split, "image_size": image_size,
-              "files": file_fingerprint(paths)}
+              "files": json.loads(files)}
 
     def build():
         images, labels = read_checked(source, folder, split)
@@ -114,8 +128,14 @@ def _load(source: ImageSource, folder: Path, split: str,
 
 
 def read_checked(source: ImageSource, folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read one split and check that images and labels agree."""
-    images, labels = source.read(folder, split)
+    """Read one split and check that images and labels agree; a file that cannot be read is
+    an error naming it and saying how to get the data again."""
+    try:
+        images, labels = source.read(folder, split)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DatasetCorruptError(
+            f"{exc}\nThe {source.name} files in {folder} cannot be read: reinstall or download "
+            f"them again.\n{source.how_to_get}") from exc
     if images.ndim not in (3, 4) or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(
             f"{folder}: {split} images {images.shape} and labels {labels.shape} disagree")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.data.cache import content_digest, fingerprint
+
 VOCAB_SIZE = 256
 STDLIB_FILES = (
     "abc.py", "bisect.py", "colorsys.py", "fnmatch.py", "heapq.py", "textwrap.py", "string.py",
@@ -60,18 +62,37 @@ def stdlib_text(stdlib_dir: str | os.PathLike | None = None) -> bytes:
     return text
 
 
-@functools.lru_cache(maxsize=4)
-def _tokens(text_file: str | None) -> np.ndarray:
+def _raw(text_file: str | None) -> bytes:
     if text_file is None:
-        raw = stdlib_text()
-    else:
-        path = Path(text_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"text_file={text_file!r}: no such file")
-        raw = path.read_bytes()
-    tokens = np.frombuffer(raw, dtype=np.uint8).astype(np.int32)
+        return stdlib_text()
+    path = Path(text_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"text_file={text_file!r}: no such file")
+    return path.read_bytes()
+
+
+@functools.lru_cache(maxsize=4)
+def _tokens(text_file: str | None, digest: str) -> np.ndarray:
+    """The text's byte tokens; ``digest`` keys the memo, so that a changed file is read again."""
+    del digest
+    tokens = np.frombuffer(_raw(text_file), dtype=np.uint8).astype(np.int32)
     tokens.flags.writeable = False
     return tokens
+
+
+@functools.cache
+def _stdlib_digest() -> str:
+    return hashlib.sha256(stdlib_text()).hexdigest()
+
+
+def text_fingerprint(text_file: str | os.PathLike | None = None) -> str:
+    """The fingerprint of the corpus (``tasks.data.cache.fingerprint`` of its SHA-256)."""
+    if text_file is None:
+        return fingerprint({"corpus": "stdlib", "sha256": _stdlib_digest()})
+    path = Path(text_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"text_file={str(text_file)!r}: no such file")
+    return fingerprint({"corpus": "file", "sha256": content_digest(path)})
 
 
 def load(split: str, text_file: str | os.PathLike | None = None,
@@ -82,6 +103,7 @@ def load(split: str, text_file: str | os.PathLike | None = None,
         raise ValueError(f"split={split!r}: expected 'train' or 'test'")
     if not 0 < eval_fraction < 1:
         raise ValueError(f"eval_fraction={eval_fraction}: must lie strictly between 0 and 1")
-    tokens = _tokens(None if text_file is None else str(text_file))
+    name = None if text_file is None else str(text_file)
+    tokens = _tokens(name, text_fingerprint(name))
     cut = int(round(len(tokens) * (1 - eval_fraction)))
     return tokens[:cut] if split == "train" else tokens[cut:]
