@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from bench.sweep.compile_cache import enable as enable_compile_cache
 from bench.train.run import run_one
 from bench.train.settings import RunResult, RunSettings
 from optimizers import build_optimizer
@@ -18,6 +22,13 @@ from tasks.synthetic import synthetic_mlp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_ROOT / "conf"
+
+# One persistent compilation cache for the session, in this process and in every sweep the
+# tests start: they compile the same small programs over and over.
+if "LOPT_COMPILE_CACHE" not in os.environ:
+    os.environ["LOPT_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="lopt-tests-jax-cache-")
+    atexit.register(shutil.rmtree, os.environ["LOPT_COMPILE_CACHE"], ignore_errors=True)
+enable_compile_cache(os.environ["LOPT_COMPILE_CACHE"])
 
 # A run short enough for unit tests: three training chunks (10, 10, 5 steps) so that the last
 # evaluation falls at the end of training and not on a multiple of eval_every.

@@ -33,7 +33,7 @@ def test_outside_task_and_optimizer_run_through_the_searchpath(tmp_path):
         [sys.executable, "-m", "bench.sweep", "sweep=smoke", "task=my_linreg",
          "optimizer=my_sgd", f"hydra.searchpath=[file://{package / 'conf'}]",
          f"results_dir={results}", "sweep.isolate=false", "sweep.figures=false",
-         "run.timing=false", "sweep.compile_cache=null"],
+         "run.timing=false"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
     runs = read_parquet(results / "smoke" / "runs.parquet")

@@ -33,7 +33,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
             [sys.executable, "-m", "bench.sweep", *OVERRIDES, f"results_dir={tmp_path}"],
             cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
-        time.sleep(rng.uniform(3.0, 9.0))
+        time.sleep(rng.uniform(2.5, 6.0))
         os.killpg(proc.pid, signal.SIGKILL)  # the sweep and anything it started
         proc.wait()
         now = _finished(records)

@@ -102,7 +102,8 @@ def bench_update_cost(names: list[str], sizes: list[int], repeats: int) -> pd.Da
     settings = RunSettings(timing_protocol="per_call", timing_steps=repeats, warmup_steps=3)
     rows = []
     for size in sizes:
-        task = wide_linear(rows=max(1, size // COLUMNS - 1), cols=COLUMNS)
+        rows_ = max(1, size // COLUMNS - 1)
+        task = wide_linear(rows=rows_, cols=COLUMNS)
         for name, base, arm, cfg in variants(names):
             tx = build_optimizer(cfg, prefix=f"optimizer[{name}]")
             costs = measure_costs(task, tx, settings, seed=0)
@@ -136,7 +137,6 @@ def bench_update_cost(names: list[str], sizes: list[int], repeats: int) -> pd.Da
                     row["loop_bandwidth_ratio"] = (row["loop_bytes"] / median / 1e9
                                                    / row["copy_gbps"])
             if name == "adam":
-                rows_ = task.hparams["rows"]
                 minimal = float(np.median(minimal_update_seconds(tx, rows_, repeats)))
                 row["minimal_loop_median_s"] = minimal
                 row["harness_vs_minimal"] = median / minimal

@@ -41,8 +41,8 @@ from bench.sweep.compose import CachedCompose, config_groups, searchpath_dirs  #
 from bench.sweep.execute import execute, should_isolate, stop_workers  # noqa: E402
 from bench.sweep.lock import FolderBusyError, FolderLock  # noqa: E402
 from bench.sweep.plan import plan_runs, seed_groups, shard  # noqa: E402
-from bench.sweep.report import report  # noqa: E402
-from bench.sweep.resume import Decision, tables_current  # noqa: E402
+from bench.sweep.report import report, verdict  # noqa: E402
+from bench.sweep.resume import Decision, set_aside_replaced, tables_current  # noqa: E402
 from bench.sweep.settings import SweepConfigError, SweepSettings  # noqa: E402
 from bench.train.spec import RunSpec  # noqa: E402
 
@@ -110,7 +110,7 @@ def _run_planned(runs: list[RunSpec], mine: list[list[RunSpec]], store: RecordSt
     if settings.num_shards > 1:
         print(f"shard {settings.shard} of {settings.num_shards}: {len(mine_runs)} of the "
               f"{len(runs)} planned runs")
-    stale = _set_aside(decision, store, settings, folder)
+    stale = set_aside_replaced(decision, store, settings, folder)
     print(decision.describe(settings.name, len(mine_runs), folder), flush=True)
 
     todo_ids = {s.run_id for s in decision.todo}
@@ -125,44 +125,7 @@ def _run_planned(runs: list[RunSpec], mine: list[list[RunSpec]], store: RecordSt
     rewrite = bool(todo or decision.superseded or stale or invalid) or not tables_current(
         store, settings.figures)
     statuses = report(store, planned_ids, settings.figures, rewrite=rewrite)
-    return _verdict(statuses)
-
-
-def _verdict(statuses: dict[str, int]) -> int:
-    """The exit code, and a last line where runs failed: 1 when every run failed."""
-    total = sum(statuses.values())
-    failed = statuses.get("error", 0) + statuses.get("oom", 0)
-    if total and failed == total:
-        print(f"\nall {total} runs of this sweep failed (status error or oom; the error column "
-              "says why)", file=sys.stderr)
-        return 1
-    if failed:
-        print(f"\n{failed} of {total} runs of this sweep failed (status error or oom; the error "
-              "column says why; sweep.retry_failed=true reruns them)")
-    return 0
-
-
-def _set_aside(decision: Decision, store: RecordStore, settings: SweepSettings,
-               folder: Path) -> bool:
-    """Set aside records of planned configs made by other code (always) and of runs the sweep
-    no longer plans (with ``sweep.prune``); returns whether any of the latter were."""
-    for rid in decision.superseded:
-        store.set_aside(rid)
-    if decision.superseded:
-        print(f"set aside {len(decision.superseded)} records of these runs made by other code "
-              f"(moved to {store.records / 'superseded'}): this code's runs replace them")
-    stale = decision.stale if settings.num_shards == 1 else []
-    if stale and settings.prune:
-        for rid in stale:
-            store.set_aside(rid)
-        print(f"set aside {len(stale)} records of runs this sweep no longer plans "
-              f"(moved to {store.records / 'superseded'})")
-        return True
-    if stale:
-        print(f"note: {folder} holds {len(stale)} records of runs this sweep does not plan "
-              "(other settings, other code or a narrowed sweep); they stay in the tables. "
-              "sweep.prune=true sets them aside.")
-    return False
+    return verdict(statuses)
 
 
 def _fail(message: str) -> int:

@@ -66,7 +66,8 @@ class CachedCompose:
                 continue
             else:
                 (self._cli_values if plain else self._cli_hydra).append(override)
-        self.cli_keys = {o.key_or_group for o in self._cli_values}
+        # Keys the command line sets, adds or deletes: a preset's setting of one gives way.
+        self.cli_keys = {o.key_or_group for o in (*self._cli_values, *self._cli_hydra)}
 
     def __call__(self, choices: Sequence[str], settings: Mapping[str, Any]) -> DictConfig:
         """The config of ``choices`` (group choices such as ``optimizer=adam``) with
@@ -78,7 +79,9 @@ class CachedCompose:
         for section, values in settings.items():
             try:
                 if isinstance(values, Mapping):
-                    config[section] = OmegaConf.merge(config[section], dict(values))
+                    values = {k: v for k, v in values.items()
+                              if f"{section}.{k}" not in self.cli_keys}
+                    config[section] = OmegaConf.merge(config[section], values)
                 else:
                     with open_dict(config):
                         config[section] = values

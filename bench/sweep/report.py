@@ -3,6 +3,7 @@ printed, the figures drawn; and the one-line outcome of each run as it finishes.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pandas as pd
@@ -53,3 +54,17 @@ def report(store: RecordStore, planned_ids: set[str] | None, figures: bool,
         paths = draw_sweep_figures(table, curves, store.folder / "figures")
         print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (+ PDF)")
     return statuses
+
+
+def verdict(statuses: dict[str, int]) -> int:
+    """The exit code, and a last line where runs failed: 1 when every run failed."""
+    total = sum(statuses.values())
+    failed = statuses.get("error", 0) + statuses.get("oom", 0)
+    if total and failed == total:
+        print(f"\nall {total} runs of this sweep failed (status error or oom; the error column "
+              "says why)", file=sys.stderr)
+        return 1
+    if failed:
+        print(f"\n{failed} of {total} runs of this sweep failed (status error or oom; the error "
+              "column says why; sweep.retry_failed=true reruns them)")
+    return 0

@@ -78,3 +78,26 @@ def tables_current(store: RecordStore, figures: bool) -> bool:
     records = list(store.records.glob("*.json"))
     newest = max((p.stat().st_mtime for p in records), default=0.0)
     return tabled == {p.stem for p in records} and runs.stat().st_mtime >= newest
+
+
+def set_aside_replaced(decision: Decision, store: RecordStore, settings: SweepSettings,
+               folder: Path) -> bool:
+    """Set aside records of planned configs made by other code (always) and of runs the sweep
+    no longer plans (with ``sweep.prune``); returns whether any of the latter were."""
+    for rid in decision.superseded:
+        store.set_aside(rid)
+    if decision.superseded:
+        print(f"set aside {len(decision.superseded)} records of these runs made by other code "
+              f"(moved to {store.records / 'superseded'}): this code's runs replace them")
+    stale = decision.stale if settings.num_shards == 1 else []
+    if stale and settings.prune:
+        for rid in stale:
+            store.set_aside(rid)
+        print(f"set aside {len(stale)} records of runs this sweep no longer plans "
+              f"(moved to {store.records / 'superseded'})")
+        return True
+    if stale:
+        print(f"note: {folder} holds {len(stale)} records of runs this sweep does not plan "
+              "(other settings, other code or a narrowed sweep); they stay in the tables. "
+              "sweep.prune=true sets them aside.")
+    return False

@@ -85,7 +85,7 @@ class CheckpointUnreadableError(ValueError):
 def _opened(path: str | os.PathLike) -> Iterator[Any]:
     """``np.load(path)``, its failures turned into an error naming the file and the remedy."""
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
             yield data
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         if isinstance(exc, CheckpointMismatchError):
