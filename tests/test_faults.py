@@ -5,6 +5,7 @@ fault, reruns, and compares the tables with the records."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -296,14 +297,10 @@ def test_a_write_that_fails_names_the_file_and_keeps_the_records(tmp_path):
     """A write refused by the file system (here a file-size limit that the records fit under
     and runs.parquet does not: the way a full disk refuses) ends the sweep with the path and
     the errno, no traceback, and every record written intact."""
-    import resource
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
-
-    proc = subprocess.run([sys.executable, "-m", "bench.sweep", "sweep=smoke",
-                           f"results_dir={tmp_path}", *FAST], cwd=REPO_ROOT, text=True,
-                          capture_output=True, preexec_fn=limit, timeout=300)
+    command = shlex.join([sys.executable, "-m", "bench.sweep", "sweep=smoke",
+                          f"results_dir={tmp_path}", *FAST])
+    proc = subprocess.run(["bash", "-c", f"ulimit -f 40 && exec {command}"], cwd=REPO_ROOT,
+                          text=True, capture_output=True, timeout=300)  # 40 blocks of 1 KiB
     assert proc.returncode == 1, _output(proc)[-2000:]
     assert f"could not write {tmp_path / 'smoke' / 'runs.parquet'}: [Errno 27]" in proc.stderr
     assert "Traceback" not in proc.stderr
