@@ -100,8 +100,9 @@ $(CHECKPOINTS)/mlp_lopt.npz: | setup
 docs: setup
 	$(PY) -m bench.reference_tables $(if $(CHECK),--check)
 
+# One pytest worker per core, each taking whole test files (their module fixtures run once).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check .

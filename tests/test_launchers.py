@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
 import hydra
 import pytest
 from hydra.utils import get_class
 
 from bench.records.files import read_parquet
-from tests.conftest import CONF_DIR, launch_sweep
+from tests.conftest import CONF_DIR, REPO_ROOT, launch_sweep
 
 LAUNCHERS = sorted((CONF_DIR / "hydra" / "launcher").glob("*.yaml"))
 # Two tiny throughput-only runs (no step timing): they may share the machine.
@@ -58,3 +67,29 @@ def test_submitit_local_shards_merge_into_one_table(tmp_path):
     assert jobs == ["0", "1"]
     logs = "".join(p.read_text() for p in folder.glob("logs/multirun/*/.submitit/*/*.out"))
     assert "shard 0 of 2" in logs and "shard 1 of 2" in logs
+
+
+def test_shards_on_one_host_take_turns_on_its_cpu(tmp_path):
+    """While another shard of the sweep times a run on this host's CPU (its turn lock held
+    here), a shard with a timed run waits, says so, and runs once the CPU is free."""
+    folder = tmp_path / "smoke"
+    folder.mkdir()
+    with open(folder / f".cpu-{socket.gethostname()}.turn", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        sweep = subprocess.Popen(
+            [sys.executable, "-m", "bench.sweep", "sweep=smoke", "sweep.num_shards=2",
+             "sweep.shard=0", "sweep.figures=false", f"results_dir={tmp_path}"],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        lines: list[str] = []
+        threading.Thread(target=lambda: lines.extend(sweep.stdout), daemon=True).start()
+        deadline = time.monotonic() + 120
+        while not any("waiting for the cpu" in line for line in lines):
+            assert sweep.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert not list((folder / "records").glob("*.json"))  # nothing ran meanwhile
+    assert sweep.wait(timeout=120) == 0, "".join(lines)
+    rows = [json.loads(p.read_text()) for p in (folder / "records").glob("*.json")]
+    assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["timing_exclusive"]

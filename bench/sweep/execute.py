@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.records.store import RecordStore
 from bench.sweep.checks import TaskCache
+from bench.sweep.lock import device_turn
 from bench.sweep.pool import Placement, run_pool, visible_gpus
 from bench.sweep.progress import Progress
 from bench.sweep.report import outcome
@@ -125,6 +126,11 @@ def execute(todo: list[list[RunSpec]], store: RecordStore, settings: SweepSettin
         return Where(isolated=isolate, compile_cache=cache is not None,
                      **dataclasses.asdict(placement))
 
+    def turn(work: Sequence[RunSpec], gpu: str | None):
+        """The device, held against other shards on this host (a GPU: every run has it alone)."""
+        device = "cpu" if gpu is None else f"gpu{gpu}"
+        return device_turn(store.folder, device, gpu is not None or _is_exclusive(work))
+
     if not isolate:
         if cache is not None:
             from bench.sweep.compile_cache import enable
@@ -132,15 +138,17 @@ def execute(todo: list[list[RunSpec]], store: RecordStore, settings: SweepSettin
             enable(cache)
         for work in todo:
             progress.start(_label(work))
-            for row, curves in run_in_process(work, name, where(Placement(True, 1)),
-                                              settings.seed_batching, tasks):
-                store.write(row, curves)
-                progress.finish(outcome(row), _label(work) if len(work) > 1 else None)
+            with turn(work, None):
+                for row, curves in run_in_process(work, name, where(Placement(True, 1)),
+                                                  settings.seed_batching, tasks):
+                    store.write(row, curves)
+                    progress.finish(outcome(row), _label(work) if len(work) > 1 else None)
         return
 
     def launch(work: list[RunSpec], placement: Placement) -> list[dict[str, Any]]:
-        return run_isolated(work, name, store, where(placement), settings.seed_batching, cache,
-                            placement.env())
+        with turn(work, placement.gpu):
+            return run_isolated(work, name, store, where(placement), settings.seed_batching,
+                                cache, placement.env())
 
     if settings.jobs == 1:
         for work in todo:

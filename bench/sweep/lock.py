@@ -5,14 +5,19 @@ A whole sweep holds the folder's lock exclusively. The shards of a sharded sweep
 parts of one plan) hold it shared, each with an exclusive lock of its own shard, so shards run
 side by side while a second copy of a shard, or a whole sweep, is refused. Collecting the
 records into the tables (``sweep.collect_only``) holds it shared: it runs beside shards.
+
+Shards that land on one host take turns on its devices (``device_turn``), so that a run timed
+on a CPU or a GPU has it to itself, as ``timing_exclusive`` says, whichever shard it is in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -86,3 +91,20 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def device_turn(folder: Path, device: str, exclusive: bool) -> Iterator[None]:
+    """Hold this host's ``device`` (``cpu`` or ``gpu<index>``) among the sweeps writing into
+    ``folder``: exclusively for a run that times its steps, shared for a throughput-only one.
+    Waits (saying so) while a shard on the same host holds it the other way."""
+    host = socket.gethostname()
+    with open(Path(folder) / f".{device}-{host}.turn", "a+") as handle:
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for the {device} of {host}: another shard of this sweep runs on it",
+                  flush=True)
+            fcntl.flock(handle, mode)
+        yield  # closing the file releases the lock
