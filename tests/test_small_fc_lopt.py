@@ -132,7 +132,8 @@ def test_blocked_normalisation_matches_the_stacked_path(monkeypatch):
     assert "while" not in lowered.as_text()
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+# hidden8 is left out: the same code as the default at twice the compile time.
+@pytest.mark.parametrize("variant", sorted(set(VARIANTS) - {"hidden8"}))
 def test_shared_optimizer_contract(variant):
     """Stable state shapes and dtypes, one trace for several steps, finite non-zero updates."""
     tx = _tx(**VARIANTS[variant])
@@ -163,7 +164,7 @@ def test_vmap_over_seeds():
     params = jax.vmap(lambda k: _params(k, shapes))(jax.random.split(jax.random.key(3), 3))
     grads = jax.vmap(lambda k: _params(k, shapes))(jax.random.split(jax.random.key(4), 3))
     states = jax.vmap(tx.init)(params)
-    updates, states = jax.vmap(tx.update)(grads, states, params)
+    updates, states = jax.jit(jax.vmap(tx.update))(grads, states, params)
     assert jax.tree.leaves(updates)[0].shape[0] == 3
     assert states.count.shape == (3,)
 

@@ -25,9 +25,10 @@ from tasks.data import cifar10, fashion_mnist, images, mnist
 from tests.standins import write_cifar10_standin, write_mnist_standin
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "conf" / "task").glob("*.yaml"))
-# Settings changed for the tests only: the GPU-sized LM keeps its width and depth but gets a
-# batch and context small enough for a CPU.
-TEST_OVERRIDES = {"lm_gpu": {"batch_size": 1, "seq_len": 16, "eval_windows": 4}}
+# Settings changed for the tests only: the GPU-sized LM keeps its width but gets two of its
+# layers (every layer is the same code) and a batch and context small enough for a CPU.
+TEST_OVERRIDES = {"lm_gpu": {"batch_size": 1, "seq_len": 16, "eval_windows": 4,
+                             "num_layers": 2}}
 
 
 @pytest.fixture(scope="module", autouse=True)
