@@ -198,7 +198,7 @@ def test_mlp_lopt_matches_plain_formulation():
     state = tx.init(params)
     update = jax.jit(tx.update)
     decays = jnp.asarray(config.momentum_decays)
-    momenta = jax.tree.map(lambda p: jnp.zeros(p.shape + (6,)), params)
+    momenta = jax.tree.map(lambda p: jnp.zeros(p.shape + (6,)), params)  # trailing here
     for i in range(3):
         grads = _grads(params, i)
         updates, state = update(grads, state, params)
@@ -216,7 +216,8 @@ def test_mlp_lopt_matches_plain_formulation():
                 h = jax.nn.relu(h) if j < len(theta) - 1 else h
             step = h[..., 0] * jnp.exp(0.001 * h[..., 1]) * 0.001
             np.testing.assert_allclose(updates[key], -step, rtol=1e-4, atol=1e-9)
-            np.testing.assert_allclose(state.momenta[key], m, rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(jnp.moveaxis(state.momenta[key], 0, -1), m, rtol=1e-6,
+                                       atol=1e-7)
         params = optax.apply_updates(params, updates)
 
 
@@ -237,3 +238,43 @@ def test_nn_adam_starts_as_fixed_adam():
             lambda a, b: -1e-4 * (1 + 1e-8) / (1e-8 + jnp.sqrt(b + 1e-10)) * a, m, v)
         for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(expected)):
             np.testing.assert_allclose(a, b, rtol=1e-4)
+
+
+# Shapes for the path tests: a matrix, a rank-3 tensor, a matrix whose largest axis is not the
+# first, a vector and a scalar; with blocks of 7 elements every tensor but the scalar has a tail.
+PATH_SHAPES = {"w": (12, 8), "cube": (5, 4, 3), "wide": (3, 20), "b": (13,), "s": ()}
+
+
+def test_mlp_lopt_blocked_path_matches_the_stacked_path(monkeypatch):
+    """Blocks of rows and the whole feature stack give the same updates and momenta to 1e-5
+    (relative, float32) over three steps on random parameters and gradients."""
+    module = get_architecture("mlp_lopt")
+    monkeypatch.setattr(module, "BLOCK_ROWS", 7)
+    theta = jax.tree.map(lambda w: w * 3.0, module.init_meta(jax.random.key(4)))  # not tiny
+    txs = {path: module.to_optax(theta, module.Config(path=path)) for path in module.PATHS}
+    shapes = list(PATH_SHAPES.values())
+    keys = jax.random.split(jax.random.key(5), len(shapes))
+    params = {name: jax.random.normal(k, s) for (name, s), k in zip(PATH_SHAPES.items(), keys)}
+    states = {path: tx.init(params) for path, tx in txs.items()}
+    updates = {path: jax.jit(tx.update) for path, tx in txs.items()}
+    for step in range(3):
+        grads = _grads(params, step)
+        out = {}
+        for path in module.PATHS:
+            out[path], states[path] = updates[path](grads, states[path], params)
+        for tree in ((out["stacked"], out["blocked"]),
+                     (states["stacked"].momenta, states["blocked"].momenta)):
+            for a, b in zip(jax.tree.leaves(tree[0]), jax.tree.leaves(tree[1]), strict=True):
+                scale = float(jnp.max(jnp.abs(a)))
+                assert scale > 0
+                assert float(jnp.max(jnp.abs(a - b))) <= 1e-5 * scale
+        params = optax.apply_updates(params, out["stacked"])
+
+
+def test_mlp_lopt_auto_path_is_the_measured_one():
+    """``auto`` resolves to the backend's measured path, and an unknown path is refused."""
+    module = get_architecture("mlp_lopt")
+    expected = module.DEFAULT_PATH.get(jax.default_backend(), "stacked")
+    assert module.resolve_path(module.Config()) == expected
+    with pytest.raises(ValueError, match="optimizer.path='fast'"):
+        module.Config(path="fast")

@@ -28,6 +28,7 @@ from bench.records.files import atomic_write
 from bench.train.settings import RunSettings
 from optimizers import build_optimizer
 from optimizers.analytic import update_cost
+from optimizers.learned import get_architecture
 from tasks.synthetic import wide_linear
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "optimizer"
@@ -82,16 +83,15 @@ class Variant(NamedTuple):
 
 
 def variants(names: list[str]) -> list[Variant]:
-    """A variant per optimizer; an optimizer with execution paths (a ``path`` setting) gets one
-    per path, ``small_fc_lopt/stacked`` and so on, to compare them."""
+    """A variant per optimizer; a learned optimizer with execution paths (a ``path`` setting)
+    gets one per path, ``small_fc_lopt/stacked`` and so on, to compare them."""
     out = []
     for name in names:
         cfg = OmegaConf.load(CONF / f"{name}.yaml")
-        if "path" in cfg and cfg.get("architecture") == "small_fc_lopt":
-            from optimizers.learned.small_fc_lopt import PATHS
-
+        if "path" in cfg and "architecture" in cfg:
+            paths = get_architecture(cfg.architecture).PATHS
             out += [Variant(f"{name}/{path}", name, {"path": path},
-                            OmegaConf.merge(cfg, {"path": path})) for path in PATHS]
+                            OmegaConf.merge(cfg, {"path": path})) for path in paths]
         else:
             out.append(Variant(name, name, None, cfg))
     return out
