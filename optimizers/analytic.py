@@ -4,8 +4,9 @@
 must read (parameter, gradient, each state buffer) and write (parameter, each state buffer)
 once, 4 bytes each. ``flops``: elementwise floating-point operations per parameter, counting
 each add, multiply, divide, square root and sign as one, as optax computes them (per-tensor
-scalars such as bias corrections are not counted per parameter). Adafactor's factored
-statistics need reductions whose cost depends on the shape, so it has no entry.
+scalars such as bias corrections are not counted per parameter). Adafactor's entry is for a
+large matrix, whose factored statistics (a row and a column vector) add no per-parameter
+traffic. The learned optimizers' costs follow from their configs (optimizers/learned/costs.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import NamedTuple
 
 class UpdateCost(NamedTuple):
     bytes: int
-    flops: int
+    flops: int  # elementwise
+    matmul_flops: int = 0  # in matrix products (the learned optimizers' networks)
 
 
 F32 = 4
@@ -37,6 +39,9 @@ UPDATE_COSTS: dict[str, UpdateCost] = {
     # c <- b1 m + (1 - b1) g (3); sign (1); m <- b2 m + (1 - b2) g (3); p - lr * u (2);
     # weight decay 0 as configured (optax then skips it)
     "lion": UpdateCost(bytes=5 * F32, flops=9),
+    # g^2 + eps (2) into the row and column means (2); v = r c / mean(r) (2); g / sqrt(v)
+    # (2); the update's RMS for clipping (2) and the clip (1); p - lr * u (2)
+    "adafactor": UpdateCost(bytes=3 * F32, flops=13),
 }
 
 

@@ -102,3 +102,15 @@ def tiny_run(synthetic_task) -> Callable[..., RunResult]:
         return cache[key]
 
     return _run
+
+
+# The longest test files (about a minute or more each on 2 cores) run first, so that with
+# `make test`'s one worker per core no long file is left running alone at the end.
+LONGEST_FIRST = ("test_task_configs.py", "test_faults.py", "test_small_fc_lopt.py",
+                 "test_sweep.py", "test_measurement.py", "test_meta.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the test files longest first; tests keep their order within a file."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.benchmarks import update_cost
 from bench.records.files import read_parquet
+from optimizers.learned.costs import learned_update_cost
 
 
 def test_update_cost_benchmark_writes_its_table(tmp_path):
@@ -15,7 +18,37 @@ def test_update_cost_benchmark_writes_its_table(tmp_path):
     [row] = read_parquet(tmp_path / "update_cost.parquet").to_dict("records")
     assert row["optimizer_name"] == "adam" and row["arm"] is None
     assert row["update_time_median_s"] > 0 and row["harness_vs_minimal"] > 0
+    assert row["floor_s"] > 0 and row["floor_kind"] in ("bytes", "flops")
+    assert row["time_over_floor"] == row["update_time_median_s"] / row["floor_s"]
+    assert row["gemm_flops_per_s"] > 0 and row["elementwise_flops_per_s"] > 0
     assert (tmp_path / "update_cost.png").exists()
+
+
+RATES = {"gemm_flops_per_s": 1e11, "elementwise_flops_per_s": 2e10}
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in update_cost.CONF.glob("*.yaml")))
+def test_every_optimizer_has_a_positive_floor(name):
+    """Every optimizer config, hand-designed or learned, has analytic bytes and FLOPs, so its
+    floor is defined and positive."""
+    for variant in update_cost.variants([name]):
+        cost = update_cost.analytic_cost(variant.name, variant.config)
+        assert cost is not None and cost.bytes > 0 and cost.flops > 0, variant.label
+        floor = update_cost.floor_columns(cost, 10_000_000, 20.0, RATES, median=1.0)
+        assert floor["floor_s"] > 0 and floor["floor_kind"] in ("bytes", "flops")
+        assert floor["floor_s"] == max(floor["bytes_floor_s"], floor["compute_floor_s"])
+
+
+def test_a_design_variant_gets_its_own_floor():
+    """A wider network costs more FLOPs; more momenta move more bytes; the learned networks
+    count as matrix products where they run as such."""
+    cost = lambda **kw: learned_update_cost("small_fc_lopt", {"path": "unrolled", **kw})  # noqa: E731
+    assert cost(hidden_size=8).flops > cost().flops
+    assert cost(momentum_decays=[0.9]).bytes < cost().bytes
+    assert cost().matmul_flops == 0
+    assert learned_update_cost("small_fc_lopt", {"path": "stacked"}).matmul_flops > 0
+    mlp = learned_update_cost("mlp_lopt", {})
+    assert mlp.matmul_flops == 2 * (8 * 32 + 32 * 32 + 32 * 2) and mlp.bytes == 15 * 4
 
 
 def test_update_cost_variants_name_each_path_as_an_arm():

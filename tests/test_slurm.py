@@ -61,7 +61,7 @@ def test_smoke_preset_in_two_slurm_shards_equals_a_local_run(tmp_path):
         "hydra.launcher.timeout_min=10", *([f"hydra.launcher.partition={partition}"]
                                            if partition else []), timeout=600)
     assert slurm.returncode == 0, (slurm.stdout + slurm.stderr)[-3000:]
-    local = launch_sweep(*SMOKE, f"results_dir={tmp_path / 'local'}")
+    local = launch_sweep(*SMOKE, "sweep.isolate=false", f"results_dir={tmp_path / 'local'}")
     assert local.returncode == 0, (local.stdout + local.stderr)[-3000:]
 
     folder = tmp_path / "slurm" / "smoke"

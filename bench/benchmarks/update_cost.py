@@ -4,7 +4,13 @@ For each optimizer config and size, the harness's own measurement path times the
 wide linear model of that many parameters. Beside it, in the same process: a device copy of
 the same bytes (the bandwidth ceiling an elementwise update can hope for) and, for Adam, a
 minimal hand-written timing loop (to check the harness adds nothing to what it reports).
-Writes ``results/bench/update_cost.parquet`` and a figure of update time against size.
+
+Each row has the optimizer's floor: the least time its update can take here, the larger of
+its bytes floor (analytic bytes / the copy bandwidth) and its compute floor (analytic matrix
+product FLOPs / the rate of a large square product, plus elementwise FLOPs / the rate of a long
+fused elementwise chain), all measured in the same run. Writes
+``results/bench/update_cost.parquet`` and a figure of update time against size with each
+optimizer's floor dashed.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ from bench.measure.run_costs import measure_costs
 from bench.records.files import atomic_write
 from bench.train.settings import RunSettings
 from optimizers import build_optimizer
-from optimizers.analytic import update_cost
+from optimizers.analytic import UpdateCost, update_cost
 from optimizers.learned import get_architecture
+from optimizers.learned.costs import learned_update_cost
 from tasks.synthetic import wide_linear
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "optimizer"
@@ -72,6 +79,65 @@ def minimal_update_seconds(tx: optax.GradientTransformation, rows: int, repeats:
     return np.array(samples)
 
 
+GEMM_SIZE = 2048  # the square product whose rate is the matrix-product ceiling
+CHAIN_ELEMENTS, CHAIN_LINKS = 1 << 20, 64  # a cache-resident buffer, 64 multiply-adds deep
+
+
+def best_seconds(fn, *args, repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls after a warm-up (a rate's ceiling: load on a
+    shared machine only ever slows a call down)."""
+    jax.block_until_ready(fn(*args))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        samples.append(time.perf_counter() - start)
+    return min(samples)
+
+
+def machine_rates(repeats: int) -> dict[str, float]:
+    """FLOP/s of a large square float32 matrix product and of a long fused elementwise chain."""
+    a = jnp.ones((GEMM_SIZE, GEMM_SIZE), jnp.float32)
+    gemm = best_seconds(jax.jit(lambda x: x @ x), a, repeats=repeats)
+
+    def chain(x):
+        for _ in range(CHAIN_LINKS):
+            x = x * 0.999 + 0.001
+        return x
+
+    x = jnp.ones((CHAIN_ELEMENTS,), jnp.float32)
+    elementwise = best_seconds(jax.jit(chain), x, repeats=repeats)
+    return {"gemm_flops_per_s": 2 * GEMM_SIZE ** 3 / gemm,
+            "elementwise_flops_per_s": 2 * CHAIN_LINKS * CHAIN_ELEMENTS / elementwise}
+
+
+def analytic_cost(base: str, cfg: Any) -> UpdateCost | None:
+    """The analytic per-parameter cost of an optimizer config: a learned one's from its
+    settings, a hand-designed one's from the table in ``optimizers.analytic``."""
+    if "architecture" in cfg:
+        settings = {k: v for k, v in OmegaConf.to_container(cfg).items()
+                    if k not in ("_target_", "architecture", "checkpoint", "seed")}
+        return learned_update_cost(cfg.architecture, settings)
+    return update_cost(base)
+
+
+def floor_columns(cost: UpdateCost | None, n: int, copy_gbps: float | None,
+                  rates: dict[str, float], median: float) -> dict[str, Any]:
+    """The floor of an update of ``n`` parameters and how far the measured ``median`` is
+    above it."""
+    if cost is None or copy_gbps is None:
+        return {"floor_s": None, "floor_kind": None, "time_over_floor": None}
+    bytes_floor = cost.bytes * n / (copy_gbps * 1e9)
+    compute_floor = (cost.matmul_flops * n / rates["gemm_flops_per_s"]
+                     + cost.flops * n / rates["elementwise_flops_per_s"])
+    floor = max(bytes_floor, compute_floor)
+    return {"bytes_floor_s": bytes_floor, "compute_floor_s": compute_floor, "floor_s": floor,
+            "floor_kind": "bytes" if bytes_floor >= compute_floor else "flops",
+            "time_over_floor": median / floor,
+            "update_matmul_flops_per_param_analytic": cost.matmul_flops,
+            "update_flops_per_param_analytic": cost.flops}
+
+
 class Variant(NamedTuple):
     """One optimizer as benchmarked: its label, config name, the setting that varies between
     its variants (an execution path) or None, and its config."""
@@ -100,6 +166,9 @@ def variants(names: list[str]) -> list[Variant]:
 def bench_update_cost(names: list[str], sizes: list[int], repeats: int) -> pd.DataFrame:
     """One row per optimizer and size; all measured in this process, side by side."""
     settings = RunSettings(timing_protocol="per_call", timing_steps=repeats, warmup_steps=3)
+    rates = machine_rates(max(3, repeats // 3))
+    print(f"machine: {rates['gemm_flops_per_s'] / 1e9:.1f} GFLOP/s in a {GEMM_SIZE}^2 product, "
+          f"{rates['elementwise_flops_per_s'] / 1e9:.1f} GFLOP/s elementwise", flush=True)
     rows = []
     for size in sizes:
         rows_ = max(1, size // COLUMNS - 1)
@@ -107,7 +176,7 @@ def bench_update_cost(names: list[str], sizes: list[int], repeats: int) -> pd.Da
         for name, base, arm, cfg in variants(names):
             tx = build_optimizer(cfg, prefix=f"optimizer[{name}]")
             costs = measure_costs(task, tx, settings, seed=0)
-            analytic = update_cost(base)
+            analytic = analytic_cost(base, cfg)
             n = costs["num_params"]
             moved = None if analytic is None else analytic.bytes * n
             copy = None if moved is None else float(np.median(copy_seconds(moved, repeats)))
@@ -130,6 +199,9 @@ def bench_update_cost(names: list[str], sizes: list[int], repeats: int) -> pd.Da
                 "update_temp_floats_per_param": costs["update_temp_bytes"] / 4 / n,
                 "loop_bytes": costs["update_loop_bytes"],
                 "opt_state_bytes": costs["opt_state_bytes"],
+                **floor_columns(analytic, n, None if copy is None else moved / copy / 1e9,
+                                rates, median),
+                **rates,
             }
             if moved is not None:
                 row["bandwidth_ratio"] = row["achieved_gbps"] / row["copy_gbps"]
@@ -148,7 +220,10 @@ def bench_update_cost(names: list[str], sizes: list[int], repeats: int) -> pd.Da
                         f" ({row['loop_bytes'] / 4 / n:.1f} floats/param in its loops: "
                         f"{row['loop_bandwidth_ratio']:.2f} of copy)"))
                   + (f", harness/minimal {row['harness_vs_minimal']:.3f}" if name == "adam"
-                     else ""), flush=True)
+                     else "")
+                  + ("" if row["floor_s"] is None else
+                     f", {row['time_over_floor']:.2f}x its {row['floor_kind']} floor"),
+                  flush=True)
     table = pd.DataFrame(rows)
     adam = table[table.optimizer == "adam"].set_index("num_params").update_time_median_s
     table["update_over_adam"] = table.update_time_median_s / table.num_params.map(adam)
@@ -171,11 +246,15 @@ def update_cost_figure(table: pd.DataFrame):
         y = group.update_time_median_s.to_numpy() * 1e3
         err = [y - group.update_time_p10_s.to_numpy() * 1e3,
                group.update_time_p90_s.to_numpy() * 1e3 - y]
-        ax.errorbar(group.num_params.to_numpy(), y, yerr=err, marker="o", capsize=3, label=name)
+        bars = ax.errorbar(group.num_params.to_numpy(), y, yerr=err, marker="o", capsize=3,
+                           label=name)
+        if "floor_s" in group and group.floor_s.notna().all():
+            ax.plot(group.num_params.to_numpy(), group.floor_s.to_numpy(float) * 1e3, ls="--",
+                    lw=0.9, color=bars[0].get_color())
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("parameters")
-    ax.set_ylabel("update time, median (ms; bars p10-p90)")
+    ax.set_ylabel("update time, median (ms; bars p10-p90; dashed: floor)")
     first = table.iloc[0]
     ax.set_title(f"Optimizer update cost; {first.device_kind}, {first.cpu_model} "
                  f"({first.cpu_count} cores)", fontsize=9)
