@@ -240,7 +240,8 @@ def update_cost_figure(table: pd.DataFrame):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # one colour per line, floors alike
     for name, group in table.groupby("optimizer"):
         group = group.sort_values("num_params")
         y = group.update_time_median_s.to_numpy() * 1e3
@@ -259,7 +260,7 @@ def update_cost_figure(table: pd.DataFrame):
     ax.set_title(f"Optimizer update cost; {first.device_kind}, {first.cpu_model} "
                  f"({first.cpu_count} cores)", fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return fig
 
