@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -203,16 +204,17 @@ def _smoke(results: Path) -> Path:
     return results / "smoke"
 
 
-@pytest.fixture
-def recorded(tmp_path) -> Path:
-    """A smoke sweep of this test's own, to damage."""
-    return _smoke(tmp_path)
-
-
 @pytest.fixture(scope="module")
 def untouched(tmp_path_factory) -> Path:
     """A smoke sweep that tests only read."""
     return _smoke(tmp_path_factory.mktemp("results"))
+
+
+@pytest.fixture
+def recorded(untouched, tmp_path) -> Path:
+    """A copy of the smoke sweep for this test alone, to damage."""
+    return Path(shutil.copytree(untouched, tmp_path / "smoke", ignore=shutil.ignore_patterns(
+        ".*.lock", ".*.turn")))
 
 
 def _rerun(folder: Path) -> subprocess.CompletedProcess:
