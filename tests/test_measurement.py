@@ -119,7 +119,7 @@ def test_isolation_is_recorded_per_row(run_sweep, tmp_path, isolate):
     """Isolated runs happen in their own process and report its peak RSS; the others say
     they were not isolated."""
     proc = run_sweep("sweep=smoke", "optimizer=sgd", f"results_dir={tmp_path}",
-                     f"sweep.isolate={str(isolate).lower()}")
+                     f"sweep.isolate={str(isolate).lower()}", "sweep.figures=false")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = read_parquet(tmp_path / "smoke" / "runs.parquet")
     assert runs.isolated.tolist() == [isolate]

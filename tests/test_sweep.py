@@ -105,7 +105,7 @@ def test_corrupt_record_is_named_and_rerun(smoke):
     damaged, kept = records[0], records[1]
     kept_text = kept.read_text()
     damaged.write_text('{"run_id": "trunc')
-    proc = launch_sweep("sweep=smoke", f"results_dir={folder.parent}")
+    proc = launch_sweep("sweep=smoke", f"results_dir={folder.parent}", "sweep.figures=false")
     assert proc.returncode == 0, _output(proc)[-3000:]
     assert "set aside an invalid record" in proc.stdout and str(damaged) in proc.stdout
     assert (damaged.parent / "invalid" / damaged.name).read_text() == '{"run_id": "trunc'
