@@ -38,8 +38,8 @@ def _small_fc_lopt(config: Any) -> UpdateCost:
     features = S.num_features(config)
     network, activations = _network(features, config.hidden_size, config.hidden_layers, 2)
     accumulators = 3 * n_m * need_m + 4 * n_r * need_r + 4 * n_f * need_f
-    elementwise = (accumulators + 3 * features  # each feature ~ a few operations, and its sum
-                   + 2 * features + activations + OUTPUT_FLOPS)
+    # each feature: about three operations to build, two for its normalisation sum
+    elementwise = accumulators + 5 * features + activations + OUTPUT_FLOPS
     stacked = S.resolve_path(config) == "stacked"
     return UpdateCost(bytes=(3 + 2 * state) * F32,
                       flops=elementwise + (0 if stacked else network),
