@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +68,14 @@ def launch_sweep(*overrides: str, timeout: float = 300) -> subprocess.CompletedP
         timeout=timeout,
         check=False,
     )
+
+
+def start_sweep(*overrides: str, **popen: Any) -> subprocess.Popen:
+    """Start ``python -m bench.sweep OVERRIDES...`` from the repository root without waiting;
+    ``popen`` goes to ``subprocess.Popen`` (by default stdout and stderr are piped, as text)."""
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+    return subprocess.Popen([sys.executable, "-m", "bench.sweep", *overrides], cwd=REPO_ROOT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, **popen)
 
 
 @pytest.fixture(scope="session")

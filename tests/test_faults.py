@@ -22,7 +22,7 @@ import pytest
 from bench.records.files import FILE_MODE, read_parquet
 from bench.records.store import RecordStore
 from bench.sweep.lock import FolderBusyError, FolderLock
-from tests.conftest import REPO_ROOT, launch_sweep
+from tests.conftest import REPO_ROOT, launch_sweep, start_sweep
 from tests.standins import write_mnist_standin
 
 FAST = ("sweep.isolate=false", "sweep.figures=false")
@@ -40,12 +40,6 @@ def _tables_equal_records(folder: Path) -> None:
     curves = read_parquet(folder / "curves.parquet")
     assert set(curves.run_id) == {r for r in store.run_ids()
                                   if store.read_row(r).get("steps")}
-
-
-def _start_sweep(*overrides: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bench.sweep", *overrides], cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 def _wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
@@ -124,7 +118,7 @@ def test_folder_lock_lets_shards_share_and_refuses_the_rest(tmp_path):
 def test_a_second_sweep_into_the_same_folder_exits_naming_the_first(tmp_path):
     """Two real sweep processes of the smoke preset into one folder: the second exits 3 naming
     the first's PID, changing nothing; the first runs every run once, timed alone."""
-    first = _start_sweep("sweep=smoke", f"results_dir={tmp_path}", "sweep.figures=false")
+    first = start_sweep("sweep=smoke", f"results_dir={tmp_path}", "sweep.figures=false")
     lock = tmp_path / "smoke" / ".sweep.lock"
     _wait_for(lambda: lock.exists() and f"PID {first.pid}" in lock.read_text(), what="lock")
     second = launch_sweep("sweep=smoke", f"results_dir={tmp_path}", "sweep.figures=false")
@@ -165,7 +159,7 @@ LONG_RUN = ("sweep=smoke", "run.steps=2000000", "run.chunk_steps=20000",
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_stopped_sweep_ends_its_worker_with_one_line(tmp_path, signum):
-    sweep = _start_sweep(*LONG_RUN, f"results_dir={tmp_path}")
+    sweep = start_sweep(*LONG_RUN, f"results_dir={tmp_path}")
     worker = _worker_of(sweep)
     sweep.send_signal(signum)
     sweep.wait(timeout=60)
@@ -178,7 +172,7 @@ def test_a_stopped_sweep_ends_its_worker_with_one_line(tmp_path, signum):
 
 
 def test_a_worker_whose_sweep_died_stops_without_recording(tmp_path):
-    sweep = _start_sweep(*LONG_RUN, f"results_dir={tmp_path}")
+    sweep = start_sweep(*LONG_RUN, f"results_dir={tmp_path}")
     worker = _worker_of(sweep)
     sweep.kill()
     sweep.wait()
@@ -187,7 +181,7 @@ def test_a_worker_whose_sweep_died_stops_without_recording(tmp_path):
 
 
 def test_a_worker_killed_by_a_signal_is_recorded_with_its_name(tmp_path):
-    sweep = _start_sweep(*LONG_RUN, f"results_dir={tmp_path}", "optimizer=sgd")
+    sweep = start_sweep(*LONG_RUN, f"results_dir={tmp_path}", "optimizer=sgd")
     _worker_of(sweep).kill()
     sweep.wait(timeout=120)
     assert sweep.returncode == 1, sweep.stderr.read()[-2000:]  # its only run failed

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -16,7 +14,7 @@ import pytest
 from hydra.utils import get_class
 
 from bench.records.files import read_parquet
-from tests.conftest import CONF_DIR, REPO_ROOT, launch_sweep
+from tests.conftest import CONF_DIR, launch_sweep, start_sweep
 
 LAUNCHERS = sorted((CONF_DIR / "hydra" / "launcher").glob("*.yaml"))
 # Two tiny throughput-only runs (no step timing): they may share the machine.
@@ -76,11 +74,9 @@ def test_shards_on_one_host_take_turns_on_its_cpu(tmp_path):
     folder.mkdir()
     with open(folder / f".cpu-{socket.gethostname()}.turn", "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        sweep = subprocess.Popen(
-            [sys.executable, "-m", "bench.sweep", "sweep=smoke", "sweep.num_shards=2",
-             "sweep.shard=0", "sweep.figures=false", f"results_dir={tmp_path}"],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        sweep = start_sweep("sweep=smoke", "sweep.num_shards=2", "sweep.shard=0",
+                            "sweep.figures=false", f"results_dir={tmp_path}",
+                            stderr=subprocess.STDOUT)
         lines: list[str] = []
         threading.Thread(target=lambda: lines.extend(sweep.stdout), daemon=True).start()
         deadline = time.monotonic() + 120

@@ -7,11 +7,10 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 from bench.records.files import read_parquet
-from tests.conftest import REPO_ROOT, launch_sweep
+from tests.conftest import launch_sweep, start_sweep
 
 OVERRIDES = ["sweep=smoke", "sweep.seeds=[0,1,2]", "sweep.isolate=false"]
 PLANNED = 6  # 2 optimizers x 3 seeds
@@ -29,10 +28,8 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     rng = random.Random(0)
     seen: dict[str, str] = {}
     for _ in range(2):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.sweep", *OVERRIDES, f"results_dir={tmp_path}"],
-            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+        proc = start_sweep(*OVERRIDES, f"results_dir={tmp_path}", stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(rng.uniform(2.5, 6.0))
         os.killpg(proc.pid, signal.SIGKILL)  # the sweep and anything it started
         proc.wait()
