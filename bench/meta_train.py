@@ -1,12 +1,16 @@
 """Meta-train a learned optimizer: ``make meta-train LOPT=small_fc_lopt`` (``python -m
 bench.meta_train``, config conf/meta_train.yaml; the learned optimizer and its design settings
-come from conf/optimizer/<LOPT>.yaml, so any variant is one override away). The library in
-``optimizers/meta`` does the meta-training; this entry point composes it and records the
-machine it ran on.
+come from conf/optimizer/<LOPT>.yaml and the task family from conf/family/<FAMILY>.yaml, so
+any variant is one override away). The library in ``optimizers/meta`` does the meta-training
+on Tasks; this entry point builds the family's tasks from their configs, composes the rest and
+records the machine it ran on.
 
-Writes results/meta/<name>/: curve.parquet (outer step, meta-loss, evaluation loss, wall time),
-state.npz (everything needed to resume exactly where a killed run stopped), best.npz and
-last.npz (meta-parameter checkpoints that ``optimizer.checkpoint=`` loads).
+Writes results/meta/<name>/: curve.parquet (outer step, meta-loss, evaluation score, wall
+time), evaluations.parquet (each validation task's final loss per evaluation), state.npz
+(everything needed to resume exactly where a killed run stopped), best.npz and last.npz
+(meta-parameter checkpoints that ``optimizer.checkpoint=`` loads). ``keep_state_in=<folder>``
+also keeps a small portable copy there (meta-parameters, outer state, curves), meant to be
+committed so that another machine carries on from it.
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from bench.measure.hardware import host_facts
+from bench.sweep import compile_cache
 from optimizers.learned import checkpoint as ckpt
 from optimizers.learned import get_architecture, load_or_init, make_config
 from optimizers.learned.common import count_params
 from optimizers.meta.estimators import EstimatorSettings, make_estimator
-from optimizers.meta.loop import OuterSettings, make_evaluation, meta_train
-from optimizers.meta.problems import ProblemSpec, fashion_mnist_problem, sample_specs
+from optimizers.meta.loop import OuterSettings, evaluate_tasks, meta_train
+from tasks.base import Task
+from tasks.family import Member, draw_family
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 _NOT_SETTINGS = ("_target_", "architecture", "checkpoint", "seed")
 
@@ -53,35 +61,67 @@ def lopt_from_config(optimizer: DictConfig) -> tuple[str, Any, Any]:
     return name, config, theta
 
 
+def family_entries(entries: Any) -> list[dict[str, Any]]:
+    """Family entries with ``{task: <name>}`` replaced by that conf/task config."""
+    resolved = []
+    for entry in OmegaConf.to_container(entries, resolve=True):
+        entry = dict(entry)
+        if "task" in entry:
+            path = CONF_DIR / "task" / f"{entry.pop('task')}.yaml"
+            if not path.is_file():
+                raise FileNotFoundError(f"family task {path.stem!r}: no config {path}")
+            entry["config"] = OmegaConf.to_container(OmegaConf.load(path))
+        resolved.append(entry)
+    return resolved
+
+
+def family_members(family: DictConfig) -> tuple[list[Member], list[Member]]:
+    """(training members, validation members) of a conf/family entry; sampled validation
+    members are never training members."""
+    train = draw_family(family_entries(family.train), int(family.seed))
+    validation = draw_family(family_entries(family.validation), int(family.validation_seed),
+                             exclude=train)
+    return train, validation
+
+
+def build(member: Member) -> Task:
+    from hydra.utils import instantiate
+
+    return instantiate(member.config)
+
+
 def run(cfg: DictConfig) -> Path:
     """Meta-train as ``cfg`` says; returns the path of the best checkpoint."""
     name, config, theta = lopt_from_config(cfg.optimizer)
     module = get_architecture(name)
     estimator_settings = _settings(cfg.meta, EstimatorSettings, "meta")
     outer = _settings(cfg.outer, OuterSettings, "outer")
-    family = OmegaConf.to_container(cfg.family, resolve=True)
-    specs = sample_specs(family.pop("seed"), family.pop("num_problems"), **family)
-    evaluation = _settings(cfg.evaluation, ProblemSpec, "evaluation")
+    train, validation = family_members(cfg.family)
     folder = Path(cfg.results_dir) / "meta" / cfg.name
+    mirror = Path(cfg.keep_state_in) if cfg.get("keep_state_in") else None
+    if cfg.get("compile_cache"):
+        compile_cache.enable(cfg.compile_cache)
     print(f"meta-training {name} ({count_params(theta)} meta-parameters) on "
-          f"{[s.name for s in specs]}; {estimator_settings}; evaluated on {evaluation.name}; "
+          f"{len(train)} tasks {[m.name for m in train]}, {outer.tasks_per_step or 'all'} per "
+          f"outer step; validated on {[m.name for m in validation]}; {estimator_settings}; "
           f"output {folder}/", flush=True)
 
     def make_optimizer(theta):
         return module.to_optax(theta, config)
 
-    estimators = [make_estimator(fashion_mnist_problem(s), make_optimizer, estimator_settings)
-                  for s in specs]
-    evaluate = make_evaluation(fashion_mnist_problem(evaluation), make_optimizer,
-                               outer.eval_steps, outer.eval_seeds)
+    estimators = [make_estimator(build(m), make_optimizer, estimator_settings) for m in train]
+    evaluate = evaluate_tasks([build(m) for m in validation], make_optimizer, outer.eval_steps,
+                              outer.eval_seeds)
     state, curve = meta_train(theta, estimators, evaluate, outer, folder,
-                              stop_after=cfg.get("stop_after"))
+                              stop_after=cfg.get("stop_after"), weights=[m.weight for m in train],
+                              mirror=mirror)
     facts = host_facts()
     recipe = {
         "estimator": dataclasses.asdict(estimator_settings),
         "outer": dataclasses.asdict(outer),
-        "family": [dataclasses.asdict(s) for s in specs],
-        "evaluation_problem": dataclasses.asdict(evaluation),
+        "family_name": cfg.family.name,
+        "family": [{"name": m.name, "weight": m.weight, **m.config} for m in train],
+        "validation": [{"name": m.name, **m.config} for m in validation],
         "initialisation": cfg.optimizer.get("checkpoint") or f"seed {cfg.optimizer.get('seed', 0)}",
         "outer_steps_done": int(curve["outer_step"].max()),
         "wall_time_s": float(curve["wall_time_s"].max()),
@@ -92,8 +132,11 @@ def run(cfg: DictConfig) -> Path:
     }
     best = ckpt.save(folder / "best.npz", name, config, state.best_theta, extra={"recipe": recipe})
     ckpt.save(folder / "last.npz", name, config, state.theta, extra={"recipe": recipe})
-    print(f"best evaluation loss {float(state.best_eval):.4f}; checkpoint {best}")
-    if cfg.get("ship"):
+    print(f"best evaluation score {float(state.best_eval):.4f}; checkpoint {best}")
+    if cfg.get("ship") and recipe["outer_steps_done"] < outer.steps:
+        print(f"stopped at outer step {recipe['outer_steps_done']}/{outer.steps}: not shipped "
+              f"to {cfg.ship} (run again with the same name to carry on)")
+    elif cfg.get("ship"):
         ship = Path(cfg.ship)
         ship.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(best, ship)

@@ -97,3 +97,35 @@ def wide_linear(
             "y": jax.ShapeDtypeStruct((batch_size, cols), jnp.float32),
         },
     )
+
+
+def noisy_quadratic(
+    name: str = "quadratic", dim: int = 8, batch_size: int = 4, noise: float = 0.1,
+    num_train: int = 1024, data_seed: int = 0,
+) -> Task:
+    """A quadratic bowl with curvatures 0.5 ... 2 whose centre each example shifts by Gaussian
+    noise: a smooth problem whose optimum is known, for tests of meta-training estimators."""
+    check_positive(dim=dim, batch_size=batch_size, num_train=num_train)
+    if not noise >= 0:
+        raise ValueError(f"noise={noise}: must be non-negative")
+    rng = np.random.default_rng(data_seed)
+    data = {"shift": (noise * rng.standard_normal((num_train, dim))).astype(np.float32)}
+    scales = jnp.linspace(0.5, 2.0, dim)
+
+    def init(key):
+        return {"x": jax.random.normal(key, (dim,))}
+
+    def loss(params, batch):
+        return 0.5 * jnp.mean(jnp.sum(scales * (params["x"] - batch["shift"]) ** 2, axis=-1))
+
+    return Task(
+        name=name,
+        family="quadratic",
+        batch_size=batch_size,
+        init=init,
+        loss=loss,
+        train_batches=functools.partial(shuffled_batches, data, batch_size),
+        train_arrays=data,
+        eval_batches=functools.partial(sequential_batches, data, num_train),
+        abstract_batch={"shift": jax.ShapeDtypeStruct((batch_size, dim), jnp.float32)},
+    )

@@ -1,8 +1,8 @@
-"""Gradient estimators for meta-parameters over truncated unrolls of an inner problem.
+"""Gradient estimators for meta-parameters over truncated unrolls of one task's training.
 
 PES (persistent evolution strategies; Vicol, Metz & Sohl-Dickstein, ICML 2021) is the paper's
-estimator: antithetic pairs of perturbed meta-parameters each train their own copy of the inner
-problem for ``truncation`` steps; the pair's meta-loss difference times the perturbations
+estimator: antithetic pairs of perturbed meta-parameters each train their own copy of the
+task for ``truncation`` steps; the pair's meta-loss difference times the perturbations
 accumulated since the episode began is an unbiased estimate of the gradient of the whole
 episode's meta-loss. Truncated ES (``tes``) uses only the current perturbation: cheaper to
 reason about, biased towards short horizons. One call of ``estimate`` is one compiled program:
@@ -23,7 +23,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optimizers.meta.problems import InnerProblem
+from optimizers.meta.inner import (
+    NORMALISATIONS,
+    device_sampler,
+    loss_bound,
+    meta_loss_terms,
+    train_steps,
+)
+from tasks.base import Task
 
 ESTIMATORS = ("pes", "tes")
 MakeOptimizer = Callable[[Any], optax.GradientTransformationExtraArgs]
@@ -41,6 +48,7 @@ class EstimatorSettings:
     inner_length: int = 2000
     std: float = 0.01
     stagger: bool = True  # first episodes shorter by a random number of truncations
+    normalisation: str = "log"  # per-task meta-loss: "log" of the clipped loss, or "none"
 
     def __post_init__(self) -> None:
         if self.kind not in ESTIMATORS:
@@ -53,6 +61,9 @@ class EstimatorSettings:
                              f"meta.truncation={self.truncation}")
         if not self.std > 0:
             raise ValueError(f"meta.std={self.std}: must be positive")
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"meta.normalisation={self.normalisation!r}: expected one of "
+                             f"{NORMALISATIONS}")
 
 
 class Particles(NamedTuple):
@@ -69,8 +80,9 @@ class Particles(NamedTuple):
 
 class Estimator(NamedTuple):
     """``init(theta, key) -> Particles``; ``estimate(theta, particles, key) ->
-    (gradient, particles, metrics)``; both compiled."""
+    (gradient, particles, metrics)``; both compiled. ``task`` names the task it trains."""
 
+    task: str
     init: Callable[[Any, jax.Array], Particles]
     estimate: Callable[[Any, Particles, jax.Array], tuple[Any, Particles, dict]]
 
@@ -86,34 +98,15 @@ def _select(mask: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree.map(pick, new, old)
 
 
-def clipped(loss: jax.Array, bound: float) -> jax.Array:
-    """The meta-loss term of one inner step: the loss, at most ``bound``, and ``bound`` where
-    training has blown up (NaN or inf)."""
-    return jnp.where(jnp.isfinite(loss), jnp.minimum(loss, bound), bound)
-
-
-def train_steps(problem: InnerProblem, optimizer: optax.GradientTransformationExtraArgs,
-                params: Any, opt_state: Any, keys: jax.Array) -> tuple[Any, Any, jax.Array]:
-    """Inner training, one step per key (each draws its batch): final params and state and the
-    loss of every step (before its update)."""
-    def step(carry, key):
-        params, opt_state = carry
-        loss, grads = jax.value_and_grad(problem.loss)(params, problem.sample_batch(key))
-        updates, opt_state = optimizer.update(grads, opt_state, params, value=loss)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), keys)
-    return params, opt_state, losses
-
-
-def make_estimator(problem: InnerProblem, make_optimizer: MakeOptimizer,
+def make_estimator(task: Task, make_optimizer: MakeOptimizer,
                    settings: EstimatorSettings) -> Estimator:
-    """A PES or truncated-ES estimator for meta-parameters of ``make_optimizer`` on
-    ``problem``."""
+    """A PES or truncated-ES estimator for meta-parameters of ``make_optimizer`` on ``task``
+    (batches drawn on the device from its training arrays)."""
     P, T = settings.particles, settings.truncation
+    sample, bound = device_sampler(task), loss_bound(task)
 
     def fresh(theta, keys):
-        params = jax.vmap(problem.init)(keys)
+        params = jax.vmap(task.init)(keys)
         opt_state = jax.vmap(make_optimizer(theta).init)(params)
         return _tile(params, 2), _tile(opt_state, 2)
 
@@ -129,7 +122,7 @@ def make_estimator(problem: InnerProblem, make_optimizer: MakeOptimizer,
                          jnp.ones((P,), jnp.int32), zeros)
 
     def unroll(theta_one, params, opt_state, keys):
-        return train_steps(problem, make_optimizer(theta_one), params, opt_state, keys)
+        return train_steps(task, sample, make_optimizer(theta_one), params, opt_state, keys)
 
     def estimate(theta, particles, key):
         key_reset, key_eps, key_data = jax.random.split(key, 3)
@@ -160,7 +153,8 @@ def make_estimator(problem: InnerProblem, make_optimizer: MakeOptimizer,
         over_particles = jax.vmap(unroll, in_axes=(0, 0, 0, 0))
         over_signs = jax.vmap(over_particles, in_axes=(0, 0, 0, None))
         params, opt_state, losses = over_signs(thetas, params, opt_state, data_keys)
-        meta_losses = jnp.mean(clipped(losses, problem.clip_loss), axis=-1)  # [2, P]
+        meta_losses = jnp.mean(meta_loss_terms(losses, bound, settings.normalisation),
+                               axis=-1)  # [2, P]
         difference = meta_losses[0] - meta_losses[1]
         gradient = jax.tree.map(
             lambda a: jnp.tensordot(difference, a, axes=1) / (2 * settings.std ** 2 * P), accum)
@@ -169,4 +163,4 @@ def make_estimator(problem: InnerProblem, make_optimizer: MakeOptimizer,
         new = Particles(params, opt_state, step + T, length, episode, accum)
         return gradient, new, metrics
 
-    return Estimator(jax.jit(init), jax.jit(estimate, donate_argnums=(1,)))
+    return Estimator(task.name, jax.jit(init), jax.jit(estimate, donate_argnums=(1,)))
