@@ -12,8 +12,8 @@ from tests.conftest import REPO_ROOT
 
 
 def _readme_example() -> str:
-    """The user's module exactly as the README shows it."""
-    readme = (REPO_ROOT / "README.md").read_text()
+    """The user's module exactly as docs/sweeps.md shows it."""
+    readme = (REPO_ROOT / "docs" / "sweeps.md").read_text()
     start = readme.index("# ~/mine/my_lib.py (on PYTHONPATH)\n")
     return readme[start:readme.index("```", start)]
 

@@ -14,7 +14,8 @@ from bench.figures.paper import build
 from bench.records.files import read_parquet
 
 REF = sources.REFERENCE
-GROUPS = ("memory", "compute", "lopt_cost", "ablation", "pareto", "curves", "architecture")
+GROUPS = ("memory", "compute", "lopt_cost", "ablation", "pareto", "curves", "architecture",
+          "generalisation")
 
 
 @pytest.fixture(scope="module")

@@ -182,7 +182,8 @@ def test_sweep_preset_plans(path):
         assert len(runs) >= 1
         ids = [r.run_id for r in runs]
         assert len(set(ids)) == len(ids)
-        expected = (_arm_count(sweep["tasks"]) * _arm_count(sweep["optimizers"])
+        tuned = len(sweep.get("tuned") or {})  # one tuned arm per task and tuned optimizer
+        expected = (_arm_count(sweep["tasks"]) * (_arm_count(sweep["optimizers"]) + tuned)
                     * len(sweep["seeds"]))
         assert len(runs) == expected
         run_section = OmegaConf.to_container(cfg.run, resolve=True)

@@ -37,6 +37,25 @@ def bootstrap_mean_ci(values: np.ndarray, level: float = LEVEL, resamples: int =
     return float(lo), float(hi)
 
 
+def bootstrap_ratio_ci(numerator: np.ndarray, denominator: np.ndarray, level: float = LEVEL,
+                       resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(numerator) / mean(denominator), the two samples
+    (e.g. two optimizers' seeds) resampled independently; NaNs dropped; (nan, nan) if either
+    is empty."""
+    if not 0 < level < 1:
+        raise ValueError(f"level={level!r}: expected a number in (0, 1)")
+    a, b = (np.asarray(v, dtype=float) for v in (numerator, denominator))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) == 0 or len(b) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    ratios = (a[rng.integers(0, len(a), size=(resamples, len(a)))].mean(axis=1)
+              / b[rng.integers(0, len(b), size=(resamples, len(b)))].mean(axis=1))
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(ratios, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
 def bootstrap_mean_band(wide: np.ndarray, level: float = LEVEL, resamples: int = 500,
                         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Pointwise bootstrap interval of the mean over columns (seeds) of ``wide`` [steps, seeds],

@@ -72,8 +72,17 @@ def _draw(group: Group, out: Path, draw: Callable[[], tuple[plt.Figure, style.Pl
 
 def build(out: Path = OUT, origin: str = "latest", results: Path = sources.RESULTS,
           reference: Path = sources.REFERENCE) -> list[Group]:
-    """Draw all seven figure groups and write the index page; returns what was drawn."""
-    from bench.figures import ablation, architecture, compute, curves, lopt_cost, memory, pareto
+    """Draw all eight figure groups and write the index page; returns what was drawn."""
+    from bench.figures import (
+        ablation,
+        architecture,
+        compute,
+        curves,
+        generalisation,
+        lopt_cost,
+        memory,
+        pareto,
+    )
 
     load = lambda name: sources.load(name, origin, results, reference)  # noqa: E731
     figures = out / "figures"
@@ -170,6 +179,25 @@ def build(out: Path = OUT, origin: str = "latest", results: Path = sources.RESUL
     g.files += [figures / "architecture_table.csv", figures / "architecture_table.md"]
     g.tables += ["optimizers/learned/ (init_meta, optax state)", bench.origin]
     _draw(g, out, lambda: architecture.architecture_figure(arch), "architecture")
+    groups.append(g)
+
+    held_out = load("generalisation")
+    g = Group("generalisation", "8. Generalisation to held-out tasks",
+              "Per task that no checkpoint was meta-trained on, each learned optimizer's final "
+              "training loss over tuned Adam's (mean over seeds, 95% bootstrap interval; "
+              "hollow: specialists meta-trained on the standard task, filled: family-trained) "
+              "and its speedup over Adam; the per-task Pareto fronts beside it.")
+    g.tables.append(held_out.origin)
+    g.notes = _notes(held_out)
+    if held_out.missing:
+        _draw(g, out, lambda: generalisation.generalisation_figure(
+            pd.DataFrame(columns=list(generalisation.TABLE_COLUMNS)),
+            "no runs", "unknown hardware", g.notes), "generalisation")
+    else:
+        scale = describe_scale(held_out.runs, held_out.origin)
+        g.files += generalisation.draw(held_out.runs, held_out.curves, figures, scale)
+        _draw(g, out, lambda: pareto.pareto_figure(held_out.runs, held_out.curves, scale,
+                                                   g.notes), "generalisation_pareto")
     groups.append(g)
 
     write_index(groups, out)

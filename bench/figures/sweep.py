@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.figures import compute, curves, pareto, style
+from bench.figures import compute, curves, generalisation, pareto, style
 from bench.figures.paper import describe_scale
 from bench.figures.style import save_figure
 from bench.records.files import read_parquet
@@ -19,7 +19,8 @@ __all__ = ["draw_sweep_figures", "save_figure"]
 def draw_sweep_figures(runs: pd.DataFrame, curve_rows: pd.DataFrame | None,
                        folder: Path) -> list[Path]:
     """Pareto fronts and loss curves (every arm) when the sweep trained; the overhead figure
-    when its timed runs vary batch size or parameter count, else per-optimizer cost bars."""
+    when its timed runs vary batch size or parameter count, else per-optimizer cost bars; the
+    generalisation figure and table when learned optimizers ran beside a tuned Adam."""
     scale = describe_scale(runs)
     paths = []
     if style.numeric(runs, ("final_eval_loss",)).final_eval_loss.notna().any():
@@ -33,6 +34,9 @@ def draw_sweep_figures(runs: pd.DataFrame, curve_rows: pd.DataFrame | None,
             paths += save_figure(compute.overhead_figure(runs, scale)[0], folder, "overhead")
         else:
             paths += save_figure(compute.costs_figure(runs, scale)[0], folder, "costs")
+    learned = "meta_trained" in runs and runs["meta_trained"].fillna(False).astype(bool).any()
+    if learned and generalisation.is_tuned_adam(runs).any():
+        paths += generalisation.draw(runs, curve_rows, folder, scale)
     return paths
 
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench.sweep.settings import SweepConfigError
 from bench.train.record import run_settings
 from bench.train.spec import RunSpec
+from optimizers.learned import checkpoint
 
 
 class TaskCache:
@@ -44,15 +45,19 @@ def _named(spec: RunSpec, exc: Exception) -> SweepConfigError:
 
 
 def with_data_fingerprints(runs: Sequence[RunSpec], tasks: TaskCache) -> list[RunSpec]:
-    """``runs`` with the fingerprint of the data each one's task reads, each task built once
-    (a task that cannot be built is an error naming the run)."""
+    """``runs`` with the fingerprints of what each one reads besides its config: its task's
+    data (each task built once) and its learned optimizer's checkpoint file; a task or
+    checkpoint that cannot be read is an error naming the run."""
     out = []
     for spec in runs:
         try:
             task = tasks(spec.config.task)
+            named = spec.config.optimizer.get("checkpoint")
+            digest = None if named is None else checkpoint.digest(named)
         except Exception as exc:  # Hydra's InstantiationException wraps the factory's error
             raise _named(spec, exc) from exc
-        out.append(dataclasses.replace(spec, data_fingerprint=task.data_fingerprint))
+        out.append(dataclasses.replace(spec, data_fingerprint=task.data_fingerprint,
+                                       checkpoint_digest=digest))
     return out
 
 

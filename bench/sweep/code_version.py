@@ -12,7 +12,8 @@ A result is reused only by a run of the same config under the same code. Three p
 - ``none``: no code version; results are reused across any code change (the ids of runs
   recorded before code versions existed).
 
-Checkpoint files of learned optimizers are named by path in the config, not hashed.
+Checkpoint files of learned optimizers are hashed into the identity on their own (a run's
+``checkpoint_digest``), as data files are (``data_fingerprint``).
 """
 
 from __future__ import annotations

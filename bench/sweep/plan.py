@@ -6,13 +6,20 @@ by Hydra from the same config tree as a single run would be, the preset's settin
 structured config and the user's command-line overrides applied last, so
 ``optimizer.b1=0.95`` on the command line reaches every run. A command-line choice of an axis
 (``optimizer=adam``, ``task=synthetic``, ``seed=3``) narrows the sweep to it.
+
+``sweep.tuned`` maps an optimizer to a table of tuned learning rates (the tuned-Adam grid that
+``bench.analysis.normalise`` writes): each task then gets one more arm, that optimizer at the
+learning rate the table marks best for the task, labelled ``<optimizer>(tuned)``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
+
+import pandas as pd
 
 from bench.sweep.compose import CachedCompose
 from bench.sweep.settings import SweepConfigError
@@ -63,6 +70,26 @@ def _label(value: Any) -> str:
     return json.dumps(value)
 
 
+def tuned_arms(tuned: Mapping[str, str], task: str) -> list[Arm]:
+    """For each optimizer of ``tuned``, its arm at the learning rate its table marks best for
+    ``task``; a SweepConfigError naming the task where the table has none."""
+    arms = []
+    for name, table in tuned.items():
+        path = Path(table)
+        if not path.is_file():
+            raise SweepConfigError(f"sweep.tuned.{name}={table}: no such table")
+        grid = pd.read_csv(path)
+        best = grid[(grid["task"] == task) & grid["best"]]
+        if best.empty:
+            raise SweepConfigError(
+                f"sweep.tuned.{name}: {table} has no tuned learning rate for task {task!r}; "
+                "add the task to conf/sweep/tune_adam.yaml, run `make sweep SWEEP=tune_adam` "
+                "and `python -m bench.analysis.normalise results/tune_adam`")
+        rate = {"learning_rate": float(best["learning_rate"].iloc[0])}
+        arms.append(Arm(str(name), rate, f"{name}(tuned)", rate))
+    return arms
+
+
 def plan_runs(
     sweep: Mapping[str, Any],
     cli_overrides: Sequence[str],
@@ -94,7 +121,9 @@ def plan_runs(
 
     runs = []
     for task in tasks:
-        for opt in optimizers:
+        tuned = [a for a in tuned_arms(sweep.get("tuned") or {}, task.name)
+                 if "optimizer" not in chosen or a.name == chosen["optimizer"]]
+        for opt in optimizers + tuned:
             choices = [f"optimizer={opt.name}", f"task={task.name}"]
             for seed in seeds:
                 config = compose(choices, {"optimizer": opt.hparams, "task": task.hparams,

@@ -11,7 +11,7 @@ from bench.sweep.code_version import POLICIES
 from bench.train.settings import SEED_BATCHINGS
 
 # The preset's part of ``sweep``: what to run (planned by bench.sweep.plan).
-PLAN_KEYS = ("tasks", "seeds", "optimizers")
+PLAN_KEYS = ("tasks", "seeds", "optimizers", "tuned")
 
 
 class SweepConfigError(ValueError):

@@ -21,6 +21,7 @@ from bench.measure.hardware import host_facts
 from bench.train.settings import RunSettings
 from bench.train.spec import RunSpec
 from optimizers.analytic import update_cost
+from optimizers.learned import checkpoint
 
 OOM_MARKERS = ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory", "OOM")
 
@@ -72,6 +73,7 @@ def config_columns(spec: RunSpec, sweep_name: str) -> dict[str, Any]:
     # Learned optimizers: whether their meta-parameters were trained (a checkpoint) or freshly
     # initialised, which is fine for cost measurements and meaningless for performance.
     meta_trained = optimizer.get("checkpoint") is not None if "checkpoint" in optimizer else None
+    trained_on = checkpoint.trained_on(optimizer["checkpoint"]) if meta_trained else None
     return {
         "run_id": spec.run_id,
         "config_id": spec.config_id,
@@ -87,6 +89,8 @@ def config_columns(spec: RunSpec, sweep_name: str) -> dict[str, Any]:
         "update_flops_per_param_analytic": None if analytic is None else analytic.flops,
         "update_bytes_per_param_analytic": None if analytic is None else analytic.bytes,
         "meta_trained": meta_trained,
+        "meta_trained_on": trained_on,
+        "checkpoint_digest": spec.checkpoint_digest,
         **setting_columns("opt_", optimizer),
         **setting_columns("task_", task_cfg),
         **setting_columns("run_", identity["run"]),

@@ -35,6 +35,8 @@ class RunSpec:
       vmapped: trained with other seeds in one program.
       data_fingerprint: the task's ``Task.data_fingerprint`` (None: data generated from the
         config); part of the identity, so that a run on other data is another run.
+      checkpoint_digest: a hash of the learned optimizer's checkpoint file (None: none); part
+        of the identity, so that a run with re-trained meta-parameters is another run.
     """
 
     optimizer: str
@@ -48,6 +50,7 @@ class RunSpec:
     code_version: str | None = None
     vmapped: bool = False
     data_fingerprint: str | None = None
+    checkpoint_digest: str | None = None
 
     @property
     def config_identity(self) -> dict[str, Any]:
@@ -56,7 +59,8 @@ class RunSpec:
         pick = {k: OmegaConf.to_container(self.config[k], resolve=True)
                 for k in ("optimizer", "task", "run")}
         return {**pick, "seed": self.seed, **({"vmapped": True} if self.vmapped else {}),
-                **({"data": self.data_fingerprint} if self.data_fingerprint else {})}
+                **({"data": self.data_fingerprint} if self.data_fingerprint else {}),
+                **({"checkpoint": self.checkpoint_digest} if self.checkpoint_digest else {})}
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -88,11 +92,12 @@ class RunSpec:
                 "overrides": list(self.overrides), "config": config,
                 "optimizer_name": self.optimizer_name, "arm": dict(self.arm),
                 "optimizer_config": self.optimizer_config, "code_version": self.code_version,
-                "vmapped": self.vmapped, "data_fingerprint": self.data_fingerprint}
+                "vmapped": self.vmapped, "data_fingerprint": self.data_fingerprint,
+                "checkpoint_digest": self.checkpoint_digest}
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> RunSpec:
         return cls(data["optimizer"], data["task"], int(data["seed"]), tuple(data["overrides"]),
                    OmegaConf.create(data["config"]), data["optimizer_name"], data["arm"],
                    data["optimizer_config"], data["code_version"], data["vmapped"],
-                   data["data_fingerprint"])
+                   data["data_fingerprint"], data.get("checkpoint_digest"))

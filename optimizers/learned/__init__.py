@@ -5,6 +5,8 @@ Each architecture is a module here exposing ``NAME``, ``Config`` (a frozen datac
 settings: the design space), ``init_meta`` and ``to_optax``. ``learned_optimizer`` is the
 factory the Hydra configs target: it builds the config, loads or initialises ``theta`` and
 returns the optax object, which is all the runner and the sweep ever see.
+``load_learned_optimizer("small_fc_lopt_family")`` is the same for a user's own training loop:
+a shipped (or saved) checkpoint as an optax transformation, its settings read from the file.
 """
 
 from __future__ import annotations
@@ -68,3 +70,28 @@ def learned_optimizer(architecture: str, checkpoint: str | None = None, seed: in
     config = make_config(architecture, **settings)
     theta = load_or_init(architecture, config, checkpoint, seed)
     return get_architecture(architecture).to_optax(theta, config)
+
+
+def shipped_checkpoints() -> list[str]:
+    """Names of the meta-trained checkpoints shipped with the package."""
+    return sorted(p.stem for p in ckpt.SHIPPED_DIR.glob("*.npz"))
+
+
+def load_learned_optimizer(checkpoint: str, **execution: Any
+                           ) -> optax.GradientTransformationExtraArgs:
+    """A meta-trained learned optimizer as an optax transformation, from a shipped checkpoint's
+    name (``shipped_checkpoints()``) or a checkpoint file; the architecture and its settings
+    come from the file. ``execution`` may choose how the update is computed (``path=...``),
+    never what it computes. Pass the loss as ``update(grads, state, params, value=loss)``
+    where the optimizer reads it; the others ignore it."""
+    unknown = sorted(set(execution) - set(ckpt.EXECUTION_SETTINGS))
+    if unknown:
+        raise ValueError(f"{unknown[0]}={execution[unknown[0]]!r}: only execution settings "
+                         f"{list(ckpt.EXECUTION_SETTINGS)} may be given; the others are the "
+                         "checkpoint's")
+    header = ckpt.read_header(ckpt.resolve(checkpoint))
+    name = header["architecture"]
+    fields = {f.name for f in dataclasses.fields(get_architecture(name).Config)}
+    settings = {k: v for k, v in header["config"].items()
+                if k in fields and k not in ckpt.EXECUTION_SETTINGS}
+    return learned_optimizer(name, checkpoint=checkpoint, **{**settings, **execution})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -125,3 +126,16 @@ def load(path: str | os.PathLike, architecture: str, config: Any, like: Any) -> 
             a.shape != np.shape(b) for a, b in zip(leaves, like_leaves)):
         raise CheckpointMismatchError(f"{path}: array shapes differ from {architecture}'s")
     return jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in leaves])
+
+
+def digest(checkpoint: str | os.PathLike) -> str:
+    """A short hash of a checkpoint file's bytes: part of a run's identity, so that a run with
+    re-trained meta-parameters is another run."""
+    return hashlib.sha256(resolve(checkpoint).read_bytes()).hexdigest()[:16]
+
+
+def trained_on(checkpoint: str | os.PathLike) -> str | None:
+    """The task family a checkpoint was meta-trained on (``standard``: the standard task
+    alone), from its recipe; None for a file without one."""
+    recipe = read_header(resolve(checkpoint)).get("recipe")
+    return None if recipe is None else recipe.get("family_name", "standard")

@@ -1,7 +1,8 @@
 """The catalogue of shipped meta-trained checkpoints: ``python -m optimizers.meta.catalogue``
-copies each one's outer curve from results/meta/<name>/ to results/reference/meta/<name>.parquet
-and writes optimizers/learned/checkpoints/README.md from the recipes stored in the checkpoints'
-headers, so the page can never disagree with the files."""
+copies each one's outer curve (and per-task evaluations) from results/meta/<name>/ to
+results/reference/meta/<name>/, drops the portable resume state kept there while it trained
+(the checkpoint has shipped), and writes optimizers/learned/checkpoints/README.md from the
+recipes stored in the checkpoints' headers, so the page can never disagree with the files."""
 
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ settings must match the variant's, listed below). Rebuild them all with `make ch
 `python -m optimizers.meta.catalogue`.
 
 Budget, honestly: each was meta-trained for a few thousand outer steps of PES (4 antithetic
-pairs x 30 inner steps each, so about 0.2-0.4 M inner steps per thousand outer steps) on the
-standard task alone, on a 2-core CPU in minutes. The paper's recipe runs 100k outer steps over
-a family of tasks on accelerators: these checkpoints are specialists for the standard task,
-not general-purpose learned optimizers, and their performance elsewhere is untested.
+pairs x 30 inner steps each per task, so about 0.2-0.4 M inner steps per thousand outer steps
+and task) on a 2-core CPU, in minutes to about an hour. The paper's recipe runs 100k outer
+steps over a family of tasks on accelerators. Checkpoints whose names carry `family` were
+meta-trained on a family of small image tasks (`conf/family/`); the others are specialists,
+meta-trained on the standard task alone. How each does on tasks none was meta-trained on:
+`make sweep SWEEP=generalisation` ([docs/meta_training.md](../../../docs/meta_training.md)).
 
 Meta-parameters start from `init_meta` with seed 0, except `small_fc_lopt_hidden1` (seed 2):
 at seed 0 the weight between its two width-1 ReLU layers is negative, so every update is zero
@@ -56,10 +59,7 @@ def describe(path: Path) -> dict[str, Any]:
     header = ckpt.read_header(path)
     recipe = header.get("recipe", {})
     est, outer = recipe.get("estimator", {}), recipe.get("outer", {})
-    family = ", ".join(
-        f"Fashion-MNIST {f['image_size']}x{f['image_size']} MLP "
-        f"{'x'.join(map(str, f['hidden_sizes']))} batch {f['batch_size']}"
-        for f in recipe.get("family", []))
+    family = _family(recipe)
     return {
         "checkpoint": path.stem,
         "architecture": header["architecture"],
@@ -73,8 +73,20 @@ def describe(path: Path) -> dict[str, Any]:
         "wall_time_min": round(recipe.get("wall_time_s", float("nan")) / 60, 1),
         "machine": recipe.get("machine"),
         "best_eval_loss": round(recipe.get("best_eval_loss", float("nan")), 4),
-        "curve": str(REFERENCE_CURVES / f"{path.stem}.parquet"),
+        "curve": str(REFERENCE_CURVES / path.stem / "curve.parquet"),
     }
+
+
+def _family(recipe: dict[str, Any]) -> str:
+    """What a checkpoint was meta-trained on, from its recipe (named family members, or the
+    image-MLP specs of recipes that predate families)."""
+    members = recipe.get("family", [])
+    if recipe.get("family_name") and recipe["family_name"] != "standard":
+        return (f"family `{recipe['family_name']}`: {len(members)} tasks "
+                f"({', '.join(m['name'] for m in members)})")
+    return ", ".join(
+        f"Fashion-MNIST {m['image_size']}x{m['image_size']} MLP "
+        f"{'x'.join(map(str, m['hidden_sizes']))} batch {m['batch_size']}" for m in members)
 
 
 def render(rows: list[dict[str, Any]]) -> str:
@@ -86,18 +98,24 @@ def render(rows: list[dict[str, Any]]) -> str:
                      f"{r['estimator']} | {r['outer']} | {r['family']} | {r['wall_time_min']} |"
                      f" {r['machine']} | {r['best_eval_loss']} | `{r['curve']}` |")
     lines += ["", "*Mean over 3 held-out seeds of the final training loss (mean of the last 10% "
-              "of 2,000 steps) on the standard task, the criterion that chose which outer step's "
-              "meta-parameters were kept.", ""]
+              "of 2,000 steps) on the validation tasks (the standard task for specialists; for a "
+              "family, the geometric mean over its validation tasks), the criterion that chose "
+              "which outer step's meta-parameters were kept.", ""]
     return "\n".join(lines)
 
 
 def main() -> None:
     rows = []
     for path in sorted(ckpt.SHIPPED_DIR.glob("*.npz")):
-        curve = Path("results/meta") / path.stem / "curve.parquet"
-        if curve.is_file():
-            REFERENCE_CURVES.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(curve, REFERENCE_CURVES / f"{path.stem}.parquet")
+        kept = REFERENCE_CURVES / path.stem
+        for table in ("curve.parquet", "evaluations.parquet"):
+            source = Path("results/meta") / path.stem / table
+            if source.is_file():
+                kept.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, kept / table)
+        if (kept / "resume.npz").exists():
+            (kept / "resume.npz").unlink()
+            print(f"{path.stem} has shipped: removed its portable state {kept / 'resume.npz'}")
         rows.append(describe(path))
     (ckpt.SHIPPED_DIR / "README.md").write_text(render(rows))
     print(pd.DataFrame(rows)[["checkpoint", "settings", "outer", "best_eval_loss"]].to_string())
