@@ -78,7 +78,8 @@ CHECKPOINTS := optimizers/learned/checkpoints
 META_RECIPE := outer.learning_rate=0.003 outer.warmup_steps=100 outer.eval_every=250
 checkpoints: $(CHECKPOINTS)/small_fc_lopt.npz $(CHECKPOINTS)/small_fc_lopt_hidden1.npz \
 	$(CHECKPOINTS)/small_fc_lopt_hidden16.npz $(CHECKPOINTS)/small_fc_lopt_no_factored.npz \
-	$(CHECKPOINTS)/mlp_lopt.npz $(CHECKPOINTS)/small_fc_lopt_family.npz
+	$(CHECKPOINTS)/mlp_lopt.npz $(CHECKPOINTS)/small_fc_lopt_family.npz \
+	$(CHECKPOINTS)/mlp_lopt_family.npz $(CHECKPOINTS)/small_fc_lopt_no_factored_family.npz
 
 $(CHECKPOINTS)/small_fc_lopt.npz: | setup
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt outer.steps=6000 $(META_RECIPE) ship=$@
@@ -95,15 +96,26 @@ $(CHECKPOINTS)/small_fc_lopt_no_factored.npz: | setup
 $(CHECKPOINTS)/mlp_lopt.npz: | setup
 	$(PY) -m bench.meta_train optimizer=mlp_lopt outer.steps=3000 $(META_RECIPE) ship=$@
 
-# Family-trained checkpoints (conf/family/image_family.yaml): 4 of the family's 10 tasks per
-# outer step. Their small state is kept in results/reference/meta/<name>/, so a long run can be
-# stopped (ARGS=stop_after=N) and carried on from a fresh clone by running the recipe again.
-FAMILY_RECIPE = family=image_family outer.tasks_per_step=4 outer.learning_rate=0.003 \
+# Family-trained checkpoints (conf/family/image_family.yaml): each starts from its specialist's
+# meta-parameters and draws 4 of the family's 10 tasks per outer step, their estimates scaled
+# to unit norm before averaging (outer.balance=unit). Their small state is kept
+# in results/reference/meta/<name>/, so a long run can be stopped (ARGS=stop_after=N) and
+# carried on from a fresh clone by running the recipe again.
+FAMILY_RECIPE = family=image_family outer.tasks_per_step=4 outer.balance=unit \
+	outer.learning_rate=0.001 \
 	outer.warmup_steps=100 outer.eval_every=500 outer.checkpoint_every=100 \
 	keep_state_in=results/reference/meta/$(notdir $(basename $@)) ship=$@ $(ARGS)
-$(CHECKPOINTS)/small_fc_lopt_family.npz: | setup
-	$(PY) -m bench.meta_train optimizer=small_fc_lopt name=small_fc_lopt_family \
-		outer.steps=8000 $(FAMILY_RECIPE)
+$(CHECKPOINTS)/small_fc_lopt_family.npz: | setup $(CHECKPOINTS)/small_fc_lopt.npz
+	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.checkpoint=small_fc_lopt \
+		name=small_fc_lopt_family outer.steps=8000 $(FAMILY_RECIPE)
+$(CHECKPOINTS)/small_fc_lopt_no_factored_family.npz: | setup \
+		$(CHECKPOINTS)/small_fc_lopt_no_factored.npz
+	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.use_factored=false \
+		optimizer.use_factored_momenta=false optimizer.checkpoint=small_fc_lopt_no_factored \
+		name=small_fc_lopt_no_factored_family outer.steps=8000 $(FAMILY_RECIPE)
+$(CHECKPOINTS)/mlp_lopt_family.npz: | setup $(CHECKPOINTS)/mlp_lopt.npz
+	$(PY) -m bench.meta_train optimizer=mlp_lopt optimizer.checkpoint=mlp_lopt name=mlp_lopt_family \
+		outer.steps=6000 $(FAMILY_RECIPE)
 
 # The tables of measured numbers in docs/*.md, from results/reference/ (CHECK=1: only check).
 .PHONY: docs

@@ -168,8 +168,41 @@ def tuned_adam(ref: Path) -> str:
                     "`results/reference/tuned_adam_grid.csv`.*")
 
 
+def generalisation(ref: Path) -> str:
+    """Per held-out task: tuned Adam's rate and loss, and each learned checkpoint's final
+    training loss over it with its 95% bootstrap interval (and speedup where curves exist)."""
+    from bench.figures.generalisation import generalisation_table
+
+    runs = read_parquet(ref / "paper/generalisation_runs.parquet")  # scored when shipped
+    table = generalisation_table(runs)
+    labels = sorted(table.optimizer.unique())
+    trained = table.drop_duplicates("optimizer").set_index("optimizer").meta_trained_on
+    adam = runs[runs.optimizer.astype(str).str.endswith("(tuned)")]
+    rates = adam.groupby("task").opt_learning_rate.first()
+
+    def cell(row: pd.Series) -> str:
+        text = f"{row.loss_over_adam:.2f} [{row.low:.2f}, {row.high:.2f}]"
+        return text + (f", {row.speedup_over_adam:.2f}x" if pd.notna(
+            row.get("speedup_over_adam")) else "")
+
+    by = table.set_index(["task", "optimizer"])
+    rows = [[task, f"{rates[task]:g}", fmt(by.loc[(task, labels[0])].adam_loss, ".4f"),
+             *(cell(by.loc[(task, label)]) if (task, label) in by.index else ""
+               for label in labels)] for task in sorted(table.task.unique())]
+    header = ["task", "tuned Adam lr", "tuned Adam loss",
+              *(f"{label} ({trained[label]})" for label in labels)]
+    return markdown(header, rows, "*Final training loss (mean of the last 10% of steps, mean "
+                    "over seeds) over tuned Adam's on the same seeds, [95% bootstrap interval], "
+                    "and the speedup over Adam (Adam's steps to the same loss over the run's); "
+                    "below 1 the learned optimizer is better. In brackets after each name: what "
+                    "it was meta-trained on.*",
+                    source("paper/generalisation_runs.parquet", runs,
+                           "`make sweep SWEEP=generalisation`"))
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
-    **{f.__name__: f for f in (default_sweep, seed_throughput, lopt_vs_adam, tuned_adam)},
+    **{f.__name__: f for f in (default_sweep, seed_throughput, lopt_vs_adam, tuned_adam,
+                               generalisation)},
     "update_cost": partial(update_table, learned=False),
     "lopt_update_cost": partial(update_table, learned=True)}
 

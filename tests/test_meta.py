@@ -173,20 +173,22 @@ def test_log_normalisation_makes_a_task_s_loss_scale_irrelevant():
 
 def test_meta_training_over_two_tasks_lowers_the_held_out_loss(tmp_path):
     """Meta-training draws from two tasks of different shapes (one estimator each, one drawn
-    per outer step) and lowers the loss of a third task it never trained on."""
+    per outer step by weight, estimates scaled to unit norm: the quadratic's shared with the
+    other tests) and lowers the loss of a third task it never trained on."""
     from tasks.synthetic import synthetic_mlp
 
-    train = [noisy_quadratic(name="quadratic16", dim=16, batch_size=4, noise=0.1),
-             synthetic_mlp(name="teacher8", inputs=8, hidden_sizes=[8], batch_size=16)]
+    quadratic, _ = small_setup()
+    teacher = make_estimator(synthetic_mlp(name="teacher8", inputs=8, hidden_sizes=[8],
+                                           batch_size=16), momentum_sgd,
+                             EstimatorSettings(particles=4, truncation=5, inner_length=15))
     held_out = synthetic_mlp(name="teacher12", inputs=12, hidden_sizes=[4], batch_size=16)
     theta = {"log_lr": jnp.asarray(np.log(1e-2), jnp.float32),
              "momentum_logit": jnp.asarray(0.0, jnp.float32)}
-    settings = EstimatorSettings(particles=4, truncation=5, inner_length=20)
-    estimators = [make_estimator(task, momentum_sgd, settings) for task in train]
     evaluate = evaluate_tasks([held_out], momentum_sgd, steps=30, seeds=2)
     outer = OuterSettings(steps=20, learning_rate=0.3, warmup_steps=2, tasks_per_step=1,
-                          eval_every=10, eval_steps=30, eval_seeds=2, checkpoint_every=10)
-    state, curve = meta_train(theta, estimators, evaluate, outer, tmp_path,
+                          balance="unit", eval_every=10, eval_steps=30, eval_seeds=2,
+                          checkpoint_every=10)
+    state, curve = meta_train(theta, [quadratic, teacher], evaluate, outer, tmp_path,
                               stream=open(os.devnull, "w"), weights=[1.0, 3.0])
     evaluations = read_parquet(tmp_path / "evaluations.parquet")
     assert set(evaluations["task"]) == {"teacher12"}

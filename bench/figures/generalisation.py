@@ -4,6 +4,10 @@ seeds, specialists and family-trained checkpoints side by side; and each one's s
 Adam (the steps tuned Adam needs to reach its loss, over its steps) where the tuned-Adam
 reference has the task.
 
+``python -m bench.figures.generalisation results/generalisation --ship`` redraws a sweep's
+figure and ships its runs, scored from their full curves, as the reference table
+results/reference/paper/generalisation_runs.parquet.
+
 Losses are clipped as the scores are (1.5 ln(classes) for classifiers; a run that diverged
 counts as the clip, or as its first loss for other losses), so a blow-up is a bad score, not a
 missing one.
@@ -11,6 +15,8 @@ missing one.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -21,6 +27,9 @@ from bench.analysis import normalise
 from bench.analysis.normalise import loss_clip
 from bench.analysis.stats import bootstrap_mean_ci, bootstrap_ratio_ci
 from bench.figures import style
+from bench.records.files import read_parquet
+
+SHIPPED = Path("results/reference/paper/generalisation_runs.parquet")
 
 TABLE_COLUMNS = ("task", "optimizer", "meta_trained_on", "seeds", "loss", "adam_loss",
                  "loss_over_adam", "low", "high", "speedup_over_adam", "speedup_low",
@@ -120,13 +129,37 @@ def draw(runs: pd.DataFrame, curve_rows: pd.DataFrame | None, folder: Path,
     """The generalisation figure and its table (generalisation_table.csv) into ``folder``,
     with speedups over Adam where the tuned-Adam reference and the curves allow."""
     notes = []
-    try:
-        scored = normalise.add_scores(runs, curve_rows, normalise.load_reference())
-    except (FileNotFoundError, TypeError) as exc:
-        scored, notes = runs, [f"No speedups over Adam: {exc}"]
+    if curve_rows is None and "speedup_over_adam" in runs:
+        scored = runs  # a reference table, scored from its full curves when it was made
+    else:
+        try:
+            scored = normalise.add_scores(runs, curve_rows, normalise.load_reference())
+        except (FileNotFoundError, TypeError) as exc:
+            scored, notes = runs, [f"No speedups over Adam: {exc}"]
     table = generalisation_table(scored)
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "generalisation_table.csv", index=False)
     fig, data = generalisation_figure(table, scale, style.hardware(runs), notes)
     return [folder / "generalisation_table.csv",
             *style.save_figure(fig, folder, "generalisation", data)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="a generalisation sweep's results folder")
+    parser.add_argument("--ship", action="store_true", help=f"also write {SHIPPED}")
+    args = parser.parse_args(argv)
+    runs = read_parquet(args.folder / "runs.parquet")
+    curves = read_parquet(args.folder / "curves.parquet")
+    for path in draw(runs, curves, args.folder / "figures", f"{runs.task.nunique()} tasks"):
+        print(path)
+    if args.ship:
+        scored = normalise.add_scores(runs, curves, normalise.load_reference())
+        SHIPPED.parent.mkdir(parents=True, exist_ok=True)
+        scored.to_parquet(SHIPPED, index=False)
+        print(f"shipped {len(scored)} scored runs to {SHIPPED}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

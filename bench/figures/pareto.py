@@ -35,6 +35,8 @@ AXES = {  # panel: (column, p10, p90, label, scale)
 def normalise(runs: pd.DataFrame, curves: pd.DataFrame | None,
               reference: Path = TUNED_ADAM) -> tuple[pd.DataFrame, str, str | None]:
     """Runs with the performance column to plot, its name, and a note when falling back."""
+    if curves is None and NORMALISED in runs and runs[NORMALISED].notna().any():
+        return runs, NORMALISED, None  # a reference table, scored when it was made
     try:
         module = importlib.import_module("bench.analysis.normalise")
     except ImportError:
@@ -70,6 +72,18 @@ def pareto_table(runs: pd.DataFrame, performance: str, best: bool = True) -> pd.
     table = optimizer_summary(chosen, performance, by=("task", "optimizer"))
     table = table[table.seeds > 0].reset_index(drop=True)
     return style.with_facts(table, runs)
+
+
+def _throughput_fallback(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """Throughput-only runs (seeds trained together) have no step times: their compute axis is
+    then seconds per step of the whole program, which the figure says."""
+    timed = style.numeric(runs, ("step_time_median_s", "throughput_steps_per_s"))
+    if timed.step_time_median_s.notna().any() or timed.throughput_steps_per_s.isna().all():
+        return runs, None
+    runs = runs.assign(step_time_median_s=1.0 / timed.throughput_steps_per_s,
+                       step_time_p10_s=np.nan, step_time_p90_s=np.nan)
+    return runs, ("Compute axis: seconds per training step from throughput (throughput-only "
+                  "runs, seeds trained together), not timing-grade step times.")
 
 
 def _panel(ax, data: style.PlotData, panel: str, sub: pd.DataFrame, column: str,
@@ -111,6 +125,9 @@ def pareto_figure(runs: pd.DataFrame | None, curves: pd.DataFrame | None, scale:
     performance = RAW
     if runs is not None:
         runs, performance, note = normalise(runs, curves)
+        if note:
+            notes.append(note)
+        runs, note = _throughput_fallback(runs)
         if note:
             notes.append(note)
     table = pareto_table(runs, performance, best) if runs is not None else pd.DataFrame()

@@ -8,7 +8,10 @@ clipping at 3.0; the number of outer steps is this machine's budget, not the pap
 
 Each outer step draws ``tasks_per_step`` of the estimators (one per task: tasks of different
 shapes cannot share one vmapped program) without replacement, in proportion to their weights,
-from a stream seeded by the step, so a resumed run draws the same tasks. Besides the full state
+from a stream seeded by the step, so a resumed run draws the same tasks. Their estimates are
+averaged, or with ``balance="unit"`` each is first scaled to unit norm: per-task meta-losses of
+different sensitivity (a log-loss autoencoder's estimates are several times a classifier's)
+then have an equal say in the direction. Besides the full state
 (``state.npz``, particles included: an exact resume), a ``mirror`` folder can keep a small
 portable copy (meta-parameters, outer optimizer state, curves) that a fresh machine resumes
 from with fresh particles.
@@ -41,6 +44,7 @@ CURVE_COLUMNS = ("outer_step", "meta_loss", "eval_loss", "gradient_norm", "learn
 EVALUATION_COLUMNS = ("outer_step", "task", "eval_loss")
 EVAL_SEED_BASE = 1_000_000  # evaluation seeds: far from the 0, 1, 2, ... that sweeps use
 Evaluate = Callable[[Any], Mapping[str, float]]
+BALANCES = ("mean", "unit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +54,8 @@ class OuterSettings:
     warmup_steps: int = 50
     clip: float = 3.0               # each meta-gradient component clipped to [-clip, clip]
     tasks_per_step: int | None = None  # estimators drawn per outer step; None: all of them
+    balance: str = "mean"           # how tasks' estimates combine: "mean", or "unit" (each
+                                    # scaled to unit norm first, so no task's sensitivity rules)
     eval_every: int = 100
     eval_steps: int = 2000
     eval_seeds: int = 3
@@ -65,6 +71,8 @@ class OuterSettings:
                              "(or null for every task)")
         if not self.learning_rate > 0:
             raise ValueError(f"outer.learning_rate={self.learning_rate}: must be positive")
+        if self.balance not in BALANCES:
+            raise ValueError(f"outer.balance={self.balance!r}: expected one of {BALANCES}")
 
 
 class MetaState(NamedTuple):
@@ -243,6 +251,8 @@ def meta_train(
                 state.theta, particles[i], jax.random.fold_in(key, i))
             gradients.append(gradient)
             meta_losses.append(metrics["meta_loss"])
+        if settings.balance == "unit":
+            gradients = [_unit(g) for g in gradients]
         gradient = jax.tree.map(lambda *g: sum(g) / len(g), *gradients)
         theta, outer_state, norm = apply(state.theta, state.outer_state, gradient)
         state = state._replace(theta=theta, outer_state=outer_state, particles=tuple(particles))
@@ -262,6 +272,12 @@ def meta_train(
     if start >= end:
         save(start)
     return state, pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+
+
+def _unit(tree: Any) -> Any:
+    """``tree`` divided by its global norm (zero stays zero)."""
+    norm = optax.tree.norm(tree)
+    return jax.tree.map(lambda x: x / (norm + 1e-12), tree)
 
 
 def _resume(source: Path, exact: bool, fresh: MetaState,
