@@ -107,15 +107,15 @@ FAMILY_RECIPE = family=image_family outer.tasks_per_step=4 outer.balance=unit \
 	keep_state_in=results/reference/meta/$(notdir $(basename $@)) ship=$@ $(ARGS)
 $(CHECKPOINTS)/small_fc_lopt_family.npz: | setup $(CHECKPOINTS)/small_fc_lopt.npz
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.checkpoint=small_fc_lopt \
-		name=small_fc_lopt_family outer.steps=8000 $(FAMILY_RECIPE)
+		name=small_fc_lopt_family outer.steps=4000 $(FAMILY_RECIPE)
 $(CHECKPOINTS)/small_fc_lopt_no_factored_family.npz: | setup \
 		$(CHECKPOINTS)/small_fc_lopt_no_factored.npz
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.use_factored=false \
 		optimizer.use_factored_momenta=false optimizer.checkpoint=small_fc_lopt_no_factored \
-		name=small_fc_lopt_no_factored_family outer.steps=8000 $(FAMILY_RECIPE)
+		name=small_fc_lopt_no_factored_family outer.steps=4000 $(FAMILY_RECIPE)
 $(CHECKPOINTS)/mlp_lopt_family.npz: | setup $(CHECKPOINTS)/mlp_lopt.npz
 	$(PY) -m bench.meta_train optimizer=mlp_lopt optimizer.checkpoint=mlp_lopt name=mlp_lopt_family \
-		outer.steps=6000 $(FAMILY_RECIPE)
+		outer.steps=4000 $(FAMILY_RECIPE)
 
 # The tables of measured numbers in docs/*.md, from results/reference/ (CHECK=1: only check).
 .PHONY: docs
