@@ -1,2 +1,3 @@
-"""Meta-training: gradient estimators (PES, truncated ES) over a family of inner problems and
-an outer loop that turns them into meta-parameter checkpoints for ``optimizers.learned``."""
+"""Meta-training: gradient estimators (PES, truncated ES) over the training of tasks drawn from
+a family, and an outer loop that turns them into meta-parameter checkpoints for
+``optimizers.learned``."""
