@@ -68,13 +68,36 @@ def describe(path: Path) -> dict[str, Any]:
                       f"truncation {est.get('truncation')}, episodes {est.get('inner_length')},"
                       f" std {est.get('std')}"),
         "outer": (f"{recipe.get('outer_steps_done')} steps of Adam "
-                  f"(peak lr {outer.get('learning_rate')}, clip {outer.get('clip')})"),
+                  f"(peak lr {outer.get('learning_rate')}, clip {outer.get('clip')}"
+                  + (f", {outer['tasks_per_step']} tasks per step" if outer.get("tasks_per_step")
+                     else "")
+                  + (", estimates at unit norm" if outer.get("balance") == "unit" else "")
+                  + f"); from {_start(recipe.get('initialisation'))}; kept: outer step "
+                  f"{_best_step(path.stem)}"),
         "family": family,
         "wall_time_min": round(recipe.get("wall_time_s", float("nan")) / 60, 1),
         "machine": recipe.get("machine"),
         "best_eval_loss": round(recipe.get("best_eval_loss", float("nan")), 4),
         "curve": str(REFERENCE_CURVES / path.stem / "curve.parquet"),
     }
+
+
+def _start(initialisation: str | None) -> str:
+    """Where the meta-parameters started: a seed of ``init_meta`` or another checkpoint."""
+    if not initialisation:
+        return "init_meta"
+    if str(initialisation).startswith("seed"):
+        return f"init_meta ({initialisation})"
+    return f"checkpoint `{Path(str(initialisation)).stem}`"
+
+
+def _best_step(name: str) -> str:
+    """The outer step whose meta-parameters were kept (lowest evaluation), from the curve."""
+    curve = REFERENCE_CURVES / name / "curve.parquet"
+    if not curve.is_file():
+        return "?"
+    table = pd.read_parquet(curve).dropna(subset=["eval_loss"])
+    return str(int(table.loc[table["eval_loss"].idxmin(), "outer_step"])) if len(table) else "?"
 
 
 def _family(recipe: dict[str, Any]) -> str:
