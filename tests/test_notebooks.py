@@ -68,7 +68,7 @@ def test_paper_plan_lists_the_scale_presets(scale, tmp_path):
         (conf / "sweep" / f"{preset}.yaml").write_text("{}\n")
     steps = {s.name: s for s in plan(scale, conf, tmp_path / "results", python="py")}
     assert list(steps) == ["default", "lopt_vs_adam", "overhead", "lopt_design", "lopt_ablation",
-                           "bench", "figures"]
+                           "generalisation", "bench", "figures"]
     assert steps["default"].command == ["py", "-m", "bench.sweep", "sweep=default"]
     assert steps["lopt_vs_adam"].command is None and "lopt_vs_adam.yaml" in steps[
         "lopt_vs_adam"].skipped

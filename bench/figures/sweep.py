@@ -34,7 +34,7 @@ def draw_sweep_figures(runs: pd.DataFrame, curve_rows: pd.DataFrame | None,
             paths += save_figure(compute.overhead_figure(runs, scale)[0], folder, "overhead")
         else:
             paths += save_figure(compute.costs_figure(runs, scale)[0], folder, "costs")
-    learned = "meta_trained" in runs and runs["meta_trained"].fillna(False).astype(bool).any()
+    learned = "meta_trained" in runs and (runs["meta_trained"] == True).any()  # noqa: E712
     if learned and generalisation.is_tuned_adam(runs).any():
         paths += generalisation.draw(runs, curve_rows, folder, scale)
     return paths
