@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from bench import meta_train
 from bench.figures.generalisation import generalisation_table
-from bench.sweep.plan import tuned_arms
+from bench.sweep.plan import tuned_arms, tuned_tables
 from bench.sweep.settings import SweepConfigError
 from tasks.family import identity
 from tests.conftest import CONF_DIR
@@ -42,18 +42,19 @@ def test_tuned_adam_is_planned_per_task_from_the_reference(tmp_path):
     grid = pd.DataFrame({"task": ["a", "a", "b"], "learning_rate": [0.001, 0.01, 0.003],
                          "best": [False, True, True]})
     grid.to_csv(tmp_path / "grid.csv", index=False)
-    (arm,) = tuned_arms({"adam": str(tmp_path / "grid.csv")}, "a")
+    tables = tuned_tables({"adam": str(tmp_path / "grid.csv")})
+    (arm,) = tuned_arms(tables, "a")
     assert (arm.name, arm.label, dict(arm.hparams)) == ("adam", "adam(tuned)",
                                                         {"learning_rate": 0.01})
     with pytest.raises(SweepConfigError, match="no tuned learning rate for task 'c'"):
-        tuned_arms({"adam": str(tmp_path / "grid.csv")}, "c")
+        tuned_arms(tables, "c")
     with pytest.raises(SweepConfigError, match="no such table"):
-        tuned_arms({"adam": str(tmp_path / "none.csv")}, "a")
+        tuned_tables({"adam": str(tmp_path / "none.csv")})
 
 
 def test_the_suite_s_tuned_adam_rates_are_in_the_reference():
     for task in PRESET["sweep"]["tasks"]:
-        (arm,) = tuned_arms(PRESET["sweep"]["tuned"], task)
+        (arm,) = tuned_arms(tuned_tables(PRESET["sweep"]["tuned"]), task)
         assert arm.hparams["learning_rate"] > 0
 
 

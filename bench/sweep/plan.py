@@ -70,15 +70,21 @@ def _label(value: Any) -> str:
     return json.dumps(value)
 
 
-def tuned_arms(tuned: Mapping[str, str], task: str) -> list[Arm]:
-    """For each optimizer of ``tuned``, its arm at the learning rate its table marks best for
+def tuned_tables(tuned: Mapping[str, str]) -> dict[str, tuple[str, pd.DataFrame]]:
+    """Each optimizer of ``sweep.tuned`` with its table of tuned rates, read once per plan."""
+    tables = {}
+    for name, table in tuned.items():
+        if not Path(table).is_file():
+            raise SweepConfigError(f"sweep.tuned.{name}={table}: no such table")
+        tables[str(name)] = (str(table), pd.read_csv(table))
+    return tables
+
+
+def tuned_arms(tables: Mapping[str, tuple[str, pd.DataFrame]], task: str) -> list[Arm]:
+    """For each tuned optimizer, its arm at the learning rate its table marks best for
     ``task``; a SweepConfigError naming the task where the table has none."""
     arms = []
-    for name, table in tuned.items():
-        path = Path(table)
-        if not path.is_file():
-            raise SweepConfigError(f"sweep.tuned.{name}={table}: no such table")
-        grid = pd.read_csv(path)
+    for name, (table, grid) in tables.items():
         best = grid[(grid["task"] == task) & grid["best"]]
         if best.empty:
             raise SweepConfigError(
@@ -86,7 +92,7 @@ def tuned_arms(tuned: Mapping[str, str], task: str) -> list[Arm]:
                 "add the task to conf/sweep/tune_adam.yaml, run `make sweep SWEEP=tune_adam` "
                 "and `python -m bench.analysis.normalise results/tune_adam`")
         rate = {"learning_rate": float(best["learning_rate"].iloc[0])}
-        arms.append(Arm(str(name), rate, f"{name}(tuned)", rate))
+        arms.append(Arm(name, rate, f"{name}(tuned)", rate))
     return arms
 
 
@@ -119,9 +125,10 @@ def plan_runs(
                         and not override_key(o).startswith(("hydra.", "hydra/")))
     custom_target = "optimizer._target_" in {override_key(o) for o in passthrough}
 
+    tables = tuned_tables(sweep.get("tuned") or {})
     runs = []
     for task in tasks:
-        tuned = [a for a in tuned_arms(sweep.get("tuned") or {}, task.name)
+        tuned = [a for a in tuned_arms(tables, task.name)
                  if "optimizer" not in chosen or a.name == chosen["optimizer"]]
         for opt in optimizers + tuned:
             choices = [f"optimizer={opt.name}", f"task={task.name}"]
