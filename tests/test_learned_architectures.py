@@ -245,12 +245,14 @@ def test_nn_adam_starts_as_fixed_adam():
 PATH_SHAPES = {"w": (12, 8), "cube": (5, 4, 3), "wide": (3, 20), "b": (13,), "s": ()}
 
 
-def test_mlp_lopt_blocked_path_matches_the_stacked_path(monkeypatch):
-    """Blocks of rows and the whole feature stack give the same updates and momenta to 1e-5
-    (relative, float32) over three steps on random parameters and gradients."""
-    module = get_architecture("mlp_lopt")
+@pytest.mark.parametrize("name", ["mlp_lopt", "rnn_mlp_lopt"])
+def test_blocked_path_matches_the_stacked_path(name, monkeypatch):
+    """Blocks of rows and the whole feature stack give the same updates and state to 1e-5
+    (relative, float32) over three steps on random parameters and gradients, with
+    meta-parameters far from their initialisation (so every output matters)."""
+    module = get_architecture(name)
     monkeypatch.setattr(module, "BLOCK_ROWS", 7)
-    theta = jax.tree.map(lambda w: w * 3.0, module.init_meta(jax.random.key(4)))  # not tiny
+    theta = jax.tree.map(lambda w: w * 3.0 + 0.01, module.init_meta(jax.random.key(4)))
     txs = {path: module.to_optax(theta, module.Config(path=path)) for path in module.PATHS}
     shapes = list(PATH_SHAPES.values())
     keys = jax.random.split(jax.random.key(5), len(shapes))
@@ -261,19 +263,22 @@ def test_mlp_lopt_blocked_path_matches_the_stacked_path(monkeypatch):
         grads = _grads(params, step)
         out = {}
         for path in module.PATHS:
-            out[path], states[path] = updates[path](grads, states[path], params)
-        for tree in ((out["stacked"], out["blocked"]),
-                     (states["stacked"].momenta, states["blocked"].momenta)):
-            for a, b in zip(jax.tree.leaves(tree[0]), jax.tree.leaves(tree[1]), strict=True):
-                scale = float(jnp.max(jnp.abs(a)))
-                assert scale > 0
-                assert float(jnp.max(jnp.abs(a - b))) <= 1e-5 * scale
+            out[path], states[path] = updates[path](grads, states[path], params,
+                                                    value=jnp.float32(2.0 - 0.5 * step))
+        pairs = zip(jax.tree.leaves((out["stacked"], states["stacked"])),
+                    jax.tree.leaves((out["blocked"], states["blocked"])), strict=True)
+        for a, b in pairs:
+            scale = float(jnp.max(jnp.abs(a)))
+            assert float(jnp.max(jnp.abs(a - b))) <= 1e-5 * scale
+        for a in jax.tree.leaves(out["stacked"]):
+            assert float(jnp.max(jnp.abs(a))) > 0
         params = optax.apply_updates(params, out["stacked"])
 
 
-def test_mlp_lopt_auto_path_is_the_measured_one():
+@pytest.mark.parametrize("name", ["mlp_lopt", "rnn_mlp_lopt"])
+def test_auto_path_is_the_measured_one(name):
     """``auto`` resolves to the backend's measured path, and an unknown path is refused."""
-    module = get_architecture("mlp_lopt")
+    module = get_architecture(name)
     expected = module.DEFAULT_PATH.get(jax.default_backend(), "stacked")
     assert module.resolve_path(module.Config()) == expected
     with pytest.raises(ValueError, match="optimizer.path='fast'"):

@@ -109,40 +109,21 @@ def _stacked_steps(theta, first, g, p, m_new, config: Config) -> jax.Array:
     return _output_step(out[..., 0], out[..., 1], config)
 
 
-def _block_steps(theta, first, rows: jax.Array, config: Config) -> jax.Array:
-    """The steps of a block from its features as rows [8, B]: the network as W^T @ X, whose
-    long trailing axis XLA:CPU's matrix products run far faster than [B, 8] @ W."""
-    x = rows
-    for i, layer in enumerate(theta):
-        layer = first if i == 0 else layer
-        x = layer["w"].T @ x + layer["b"][:, None]
-        if i < len(theta) - 1:
-            x = jax.nn.relu(x)
-    return _output_step(x[0], x[1], config)
-
-
 def _blocked_steps(theta, first, g, p, m_new, config: Config) -> jax.Array:
-    """Steps of one tensor, BLOCK_ROWS elements at a time (see the module docstring); the new
-    momenta are the state's output anyway, so they are written out once before the loop and
-    the loop writes only the steps. The tail that fills no whole block is done directly."""
+    """Steps of one tensor, BLOCK_ROWS elements at a time (see the module docstring), each
+    block's features as rows [8, B]; the new momenta are the state's output anyway, so they
+    are written out once before the loop and the loop writes only the steps."""
     n, k = g.size, m_new.shape[0]
     g1, p1, m1 = g.reshape(n), p.reshape(n), m_new.reshape(k, n)
 
-    def rows(start, length):
+    def block(start, length):
         take = lambda x, axis=0: jax.lax.dynamic_slice_in_dim(x, start, length, axis)  # noqa: E731
-        return jnp.concatenate([take(g1).astype(jnp.float32)[None],
+        rows = jnp.concatenate([take(g1).astype(jnp.float32)[None],
                                 take(p1).astype(jnp.float32)[None], take(m1, 1)], axis=0)
+        out = common.apply_mlp_columns(theta, rows, first)
+        return _output_step(out[0], out[1], config), jnp.zeros((0,), jnp.float32)
 
-    def block(i, steps):
-        start = i * BLOCK_ROWS
-        return jax.lax.dynamic_update_slice_in_dim(
-            steps, _block_steps(theta, first, rows(start, BLOCK_ROWS), config), start, 0)
-
-    blocks = n // BLOCK_ROWS
-    steps = jax.lax.fori_loop(0, blocks, block, jnp.zeros((n,), jnp.float32))
-    done = blocks * BLOCK_ROWS
-    if done < n:
-        steps = steps.at[done:].set(_block_steps(theta, first, rows(done, n - done), config))
+    steps, _ = common.over_blocks(n, BLOCK_ROWS, block, 0)
     return steps.reshape(g.shape)
 
 

@@ -50,7 +50,11 @@ weight plus its bias. The clipper's step and the loss normaliser's count equal t
 plus one (every update is a training update), so they are not stored.
 
 Implementation note: the normalisation scale and the per-tensor context (14 + 17 inputs) are
-folded into the MLP's first layer (see mlp_lopt), exact up to float32 rounding.
+folded into the MLP's first layer (see mlp_lopt), exact up to float32 rounding. Two execution
+paths compute the same update: ``stacked`` builds the tensor's [N, 23] feature stack and its
+[N, 32] activations; ``blocked`` takes BLOCK_ROWS elements at a time, each block's features
+as rows [23, B], once for the normalisation sums and once for the network, so no full-size
+feature or activation array exists (as mlp_lopt's blocked path).
 """
 
 from __future__ import annotations
@@ -76,6 +80,13 @@ NAME = "rnn_mlp_lopt"
 NUM_TENSOR_FEATURES = 18
 NUM_CONTEXT = len(common.TIME_SCALES) + 3
 TRUNC_STD = 0.87962566103423978  # std of a standard normal truncated to [-2, 2]
+PATHS = ("stacked", "blocked")
+# The faster path per backend, measured with `make bench` (rnn_mlp_lopt/stacked and /blocked
+# rows); GPUs have not been measured, and there the stacked path's large matrix products are
+# the safer guess.
+DEFAULT_PATH = {"cpu": "blocked"}
+# Elements per block of the blocked path (mlp_lopt's, measured on a 2-core CPU).
+BLOCK_ROWS = 32768
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,9 +105,12 @@ class Config:
     loss_decay: float = 0.9
     clip_decay: float = 0.99
     clip_mult: float = 10.0
+    path: str = "auto"  # stacked, blocked, or auto: the faster one on this backend
 
     def __post_init__(self) -> None:
         tuple_fields(self)
+        if self.path not in (*PATHS, "auto"):
+            raise ValueError(f"optimizer.path={self.path!r}: expected one of {PATHS} or 'auto'")
 
     @property
     def num_normalised(self) -> int:
@@ -150,6 +164,29 @@ def tensor_features(p: jax.Array, g: jax.Array, m: jax.Array, v: jax.Array,
     ])
 
 
+def resolve_path(config: Config) -> str:
+    """``auto`` becomes the measured faster path for the current backend."""
+    if config.path != "auto":
+        return config.path
+    return DEFAULT_PATH.get(jax.default_backend(), "stacked")
+
+
+def _feature_rows(g, p32, m, v):
+    """A function of (start, length) giving those elements' 23 MLP features as rows [23, B],
+    in the stacked path's order (g, p, log|p|, m, m * rsqrt(v), v, rsqrt(v))."""
+    n, k = g.size, m.shape[-1]
+    g1, p1, m1, v1 = g.reshape(n), p32.reshape(n), m.reshape(n, k), v.reshape(n, k)
+
+    def rows(start, length):
+        take = lambda x: jax.lax.dynamic_slice_in_dim(x, start, length, 0)  # noqa: E731
+        gb, pb, mb, vb = take(g1), take(p1), take(m1).T, take(v1).T
+        rsq = jax.lax.rsqrt(vb + 1e-6)
+        return common.stack_rows(
+            [gb[None], pb[None], jnp.log(jnp.abs(pb) + 1e-8)[None], mb, mb * rsq, vb, rsq])
+
+    return rows
+
+
 def _truncated(key: jax.Array, size: int) -> jax.Array:
     return jax.random.truncated_normal(key, -2.0, 2.0, (size,)) / (TRUNC_STD * math.sqrt(size))
 
@@ -177,6 +214,7 @@ def to_optax(theta: dict[str, Any],
     decays = jnp.asarray(config.decays, jnp.float32)
     rms_decays = jnp.clip(decays, 0.0, 1.0)
     k = len(config.decays)
+    blocked = resolve_path(config) == "blocked"
 
     def init(params: Any) -> RNNMLPLOptState:
         n = len(jax.tree.leaves(params))
@@ -205,22 +243,46 @@ def to_optax(theta: dict[str, Any],
         mean_sq = sum(jnp.mean(jnp.square(g)) for g in grads) / len(grads)
         return grads, a * state.clip_ema + (1.0 - a) * jnp.sqrt(1e-8 + mean_sq)
 
-    def mlp_tensor(g, p, m, v, ff, time, n_tensors):
-        """Step and the mean of the 16 extra outputs for one tensor."""
-        p32 = p.astype(jnp.float32)
+    def output_step(direction, magnitude):
+        return direction * jnp.exp(magnitude * config.exp_mult) * config.step_mult
+
+    def stacked_outputs(g, p32, m, v, context):
+        """Steps and the 16 extra outputs' mean from the whole [..., 23] feature stack."""
         rsq = jax.lax.rsqrt(v + 1e-6)
         feats = jnp.concatenate([g[..., None], p32[..., None],
                                  jnp.log(jnp.abs(p32) + 1e-8)[..., None],
                                  m, m * rsq, v, rsq], axis=-1)
+        first = fold_first_layer(theta["mlp"][0], second_moment_scale(feats), context)
+        out = apply_mlp(theta["mlp"], feats, first)
+        return (output_step(out[..., 0], out[..., 1]),
+                jnp.mean(out[..., 2:].reshape(-1, config.from_mlp_size), axis=0))
+
+    def blocked_outputs(g, p32, m, v, context):
+        """The same, BLOCK_ROWS elements at a time (see the module docstring)."""
+        n, rows = g.size, _feature_rows(g, p32, m, v)
+        _, sums = common.over_blocks(
+            n, BLOCK_ROWS, lambda s, b: (None, jnp.sum(jnp.square(rows(s, b)), axis=1)),
+            config.num_normalised, values=False)
+        scale = jax.lax.rsqrt(common.NORM_EPS + sums / n)
+        first = fold_first_layer(theta["mlp"][0], scale, context)
+
+        def block(start, length):
+            out = common.apply_mlp_columns(theta["mlp"], rows(start, length), first)
+            return output_step(out[0], out[1]), jnp.sum(out[2:], axis=1)
+
+        steps, extra = common.over_blocks(n, BLOCK_ROWS, block, config.from_mlp_size)
+        return steps.reshape(g.shape), extra / n
+
+    def mlp_tensor(g, p, m, v, ff, time, n_tensors):
+        """Step and the mean of the 16 extra outputs for one tensor."""
+        p32 = p.astype(jnp.float32)
         context = jnp.concatenate([
             time, jnp.stack([math.log(n_tensors) - 1.0,
                              jnp.log(jnp.linalg.norm(p32) + 1e-8),
                              jnp.asarray(math.log(max(p.size, 1)), jnp.float32)]),
             ff])
-        first = fold_first_layer(theta["mlp"][0], second_moment_scale(feats), context)
-        out = apply_mlp(theta["mlp"], feats, first)
-        step = out[..., 0] * jnp.exp(out[..., 1] * config.exp_mult) * config.step_mult
-        to_lstm = jnp.mean(out[..., 2:].reshape(-1, config.from_mlp_size), axis=0)
+        outputs = blocked_outputs if blocked and g.size >= BLOCK_ROWS else stacked_outputs
+        step, to_lstm = outputs(g, p32, m, v, context)
         return (-step).astype(p.dtype), to_lstm
 
     def update(grads: Any, state: RNNMLPLOptState, params: Any = None, *, value: Any = None,
