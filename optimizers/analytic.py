@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 class UpdateCost(NamedTuple):
     bytes: int
-    flops: int  # elementwise
+    flops: float  # elementwise
     matmul_flops: int = 0  # in matrix products (the learned optimizers' networks)
 
 

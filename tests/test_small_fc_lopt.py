@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +14,9 @@ from omegaconf import OmegaConf
 
 from bench.measure.memory import state_summary
 from optimizers.learned import checkpoint, learned_optimizer, make_config
+from optimizers.learned import small_fc_features as F
 from optimizers.learned import small_fc_lopt as S
+from optimizers.learned import small_fc_normalisation as N
 from optimizers.learned.common import count_params
 from tests.conftest import CONF_DIR
 
@@ -112,9 +115,9 @@ def test_blocked_normalisation_matches_the_stacked_path(monkeypatch):
     """The unrolled path's normalisation sums, taken a block of rows at a time for large
     tensors, agree with the stacked path's; forced here on small tensors with uneven tails,
     a rank-3 tensor, a matrix whose largest axis is not the first, and a vector."""
-    monkeypatch.setattr(S, "BLOCKED_NORM_MIN_SIZE", 1)
-    monkeypatch.setattr(S, "BLOCK_ELEMENTS", 28)
-    monkeypatch.setattr(S, "BLOCKED_NORM_BACKENDS", (jax.default_backend(),))
+    monkeypatch.setattr(N, "BLOCKED_NORM_MIN_SIZE", 1)
+    monkeypatch.setattr(N, "BLOCK_ELEMENTS", 28)
+    monkeypatch.setattr(N, "BLOCKED_NORM_BACKENDS", (jax.default_backend(),))
     params = _params(jax.random.key(3), SMALL)
     txs = {p: _tx(p) for p in S.PATHS}
     states = {p: tx.init(params) for p, tx in txs.items()}
@@ -127,7 +130,7 @@ def test_blocked_normalisation_matches_the_stacked_path(monkeypatch):
             assert float(jnp.max(jnp.abs(a - b))) <= 1e-5 * float(jnp.max(jnp.abs(b)))
     lowered = jax.jit(txs["unrolled"].update).lower(grads, states["unrolled"], params)
     assert "while" in lowered.as_text()  # the blocked loop really ran
-    monkeypatch.setattr(S, "BLOCKED_NORM_BACKENDS", ())  # a backend that sums whole tensors
+    monkeypatch.setattr(N, "BLOCKED_NORM_BACKENDS", ())  # a backend that sums whole tensors
     lowered = jax.jit(_tx("unrolled").update).lower(grads, states["unrolled"], params)
     assert "while" not in lowered.as_text()
 
@@ -221,11 +224,11 @@ def test_factory_builds_from_the_yaml_and_names_bad_settings(tmp_path):
 
 def test_factored_dims_follow_the_reference_rule():
     """d0 is the largest axis, d1 the second; for equal sizes d0 is the later axis."""
-    assert S.factored_dims((64, 32)) == (0, 1)
-    assert S.factored_dims((32, 64)) == (1, 0)
-    assert S.factored_dims((16, 16)) == (1, 0)
-    assert S.factored_dims((6, 5, 4)) == (0, 1)
-    assert S.factored_dims((7,)) is None
+    assert F.factored_dims((64, 32)) == (0, 1)
+    assert F.factored_dims((32, 64)) == (1, 0)
+    assert F.factored_dims((16, 16)) == (1, 0)
+    assert F.factored_dims((6, 5, 4)) == (0, 1)
+    assert F.factored_dims((7,)) is None
 
 
 def test_auto_path_unrolls_only_small_networks():
@@ -234,3 +237,78 @@ def test_auto_path_unrolls_only_small_networks():
     assert S.resolve_path(S.Config(hidden_size=32)) == "stacked"
     assert S.resolve_path(S.Config(hidden_size=32, path="unrolled")) == "unrolled"
     assert S.unrolled_terms(S.Config()) == 28 * 4 + 16
+
+
+def _run(shapes, steps, seed=1, **settings):
+    """Updates and final state of ``steps`` jitted updates on random parameters/gradients."""
+    params = _params(jax.random.key(seed), shapes)
+    tx = _tx(**settings)
+    state, update, out = tx.init(params), jax.jit(tx.update), []
+    for step in range(steps):
+        grads = _params(jax.random.key(300 + step), shapes)
+        updates, state = update(grads, state, params)
+        out.append(updates)
+        params = optax.apply_updates(params, updates)
+    return out, state
+
+
+def _close(a, b, tol=1e-5) -> bool:
+    return all(float(jnp.max(jnp.abs(x - y))) <= tol * float(jnp.max(jnp.abs(x)))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def test_subsampled_normalisation_takes_every_strided_row(monkeypatch):
+    """At stride 1 the subsample is the whole tensor (the exact update); at stride 4 it is
+    every 4th row: exact again on a tensor whose rows are all alike, not on random rows."""
+    monkeypatch.setattr(N, "SUBSAMPLED_MIN_SIZE", 1)
+    exact, _ = _run(SMALL, 2)
+    whole, _ = _run(SMALL, 2, normalisation="subsampled", norm_stride=1)
+    assert all(_close(a, b) for a, b in zip(exact, whole))
+    strided, _ = _run(SMALL, 2, normalisation="subsampled", norm_stride=4)
+    assert not _close(exact[-1]["w"], strided[-1]["w"], 1e-3)  # 12 rows: 3 sampled
+
+    alike = {"w": (12, 8)}
+    def repeated_rows(key, shapes=alike):
+        return {"w": jnp.tile(jax.random.normal(key, (1, 8)), (12, 1))}
+    monkeypatch.setattr(sys.modules[__name__], "_params", repeated_rows)
+    exact, _ = _run(alike, 2)
+    strided, _ = _run(alike, 2, normalisation="subsampled", norm_stride=4)
+    assert all(_close(a, b) for a, b in zip(exact, strided))
+
+
+def test_lagged_normalisation_keeps_a_few_floats_per_tensor():
+    """Lagged normalisation: the first update is the exact one, later ones use the previous
+    step's scales (so they differ), and the state gains one float per full-size feature and
+    tensor, none per element."""
+    exact, exact_state = _run(SMALL, 3)
+    lagged, state = _run(SMALL, 3, normalisation="lagged")
+    assert _close(exact[0], lagged[0])
+    assert not _close(exact[1], lagged[1], 1e-3)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(lagged))
+    per_element = [x.shape for x in jax.tree.leaves(state._replace(norm_means=()))]
+    assert per_element == [x.shape for x in jax.tree.leaves(exact_state)]
+    config = S.Config()
+    sizes = [m.shape for m in state.norm_means]
+    # a vector keeps all 28 full-size; in a factored tensor the row and column statistics
+    # (4 of the 5 factored features per decay) are reduced: 28 - 4 * 3 = 16
+    assert sizes == [(S.num_features(config),), (16,), (16,), (16,)]  # b, cube, square, w
+    assert all(float(jnp.min(m)) > 0 for m in state.norm_means)
+
+
+def test_normalisation_settings_are_checked():
+    with pytest.raises(ValueError, match="optimizer.normalisation='fast'"):
+        S.Config(normalisation="fast")
+    with pytest.raises(ValueError, match="unrolled path only"):
+        S.Config(normalisation="lagged", path="stacked")
+
+
+def test_a_checkpoint_from_before_a_setting_reads_it_as_its_default():
+    """The shipped checkpoints' headers predate ``normalisation``: they load under its
+    default (exact, what they were trained with) and are refused under another."""
+    path = checkpoint.resolve("small_fc_lopt")
+    assert "normalisation" not in checkpoint.read_header(path)["config"]
+    config = S.Config()
+    checkpoint.load(path, S.NAME, config, like=S.init_meta(jax.random.key(0), config))
+    lagged = S.Config(normalisation="lagged")
+    with pytest.raises(checkpoint.CheckpointMismatchError, match="normalisation"):
+        checkpoint.load(path, S.NAME, lagged, like=S.init_meta(jax.random.key(0), lagged))

@@ -150,14 +150,17 @@ class Variant(NamedTuple):
 
 def variants(names: list[str]) -> list[Variant]:
     """A variant per optimizer; a learned optimizer with execution paths (a ``path`` setting)
-    gets one per path, ``small_fc_lopt/stacked`` and so on, to compare them."""
+    gets one per path, ``small_fc_lopt/stacked`` and so on, to compare them, and one per
+    design option its module lists in ``BENCHMARKED_OPTIONS`` (``small_fc_lopt/lagged``)."""
     out = []
     for name in names:
         cfg = OmegaConf.load(CONF / f"{name}.yaml")
         if "path" in cfg and "architecture" in cfg:
-            paths = get_architecture(cfg.architecture).PATHS
-            out += [Variant(f"{name}/{path}", name, {"path": path},
-                            OmegaConf.merge(cfg, {"path": path})) for path in paths]
+            module = get_architecture(cfg.architecture)
+            arms = {path: {"path": path} for path in module.PATHS}
+            arms.update(getattr(module, "BENCHMARKED_OPTIONS", {}))
+            out += [Variant(f"{name}/{label}", name, arm, OmegaConf.merge(cfg, arm))
+                    for label, arm in arms.items()]
         else:
             out.append(Variant(name, name, None, cfg))
     return out

@@ -36,6 +36,16 @@ def _config_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(raw))  # tuples -> lists, as the header stores them
 
 
+def _defaults(config: Any) -> dict[str, Any]:
+    """A config's default settings: a setting added after a checkpoint was saved reads as its
+    default there (a new setting's default keeps the behaviour from before it existed)."""
+    if not dataclasses.is_dataclass(config):
+        return {}
+    fields = dataclasses.fields(config)
+    return json.loads(json.dumps({f.name: f.default for f in fields
+                                  if f.default is not dataclasses.MISSING}))
+
+
 def save(path: str | os.PathLike, architecture: str, config: Any, theta: Any,
          extra: dict[str, Any] | None = None) -> Path:
     """Write ``theta`` with its architecture and config; atomic (temporary file + rename)."""
@@ -114,8 +124,9 @@ def load(path: str | os.PathLike, architecture: str, config: Any, like: Any) -> 
         raise CheckpointMismatchError(
             f"{path} holds a {header.get('architecture')!r} optimizer, not {architecture!r}")
     expected = _config_dict(config)
-    diff = {k: (header["config"].get(k), v) for k, v in expected.items()
-            if header["config"].get(k) != v and k not in EXECUTION_SETTINGS}
+    saved = {**_defaults(config), **header["config"]}
+    diff = {k: (saved.get(k), v) for k, v in expected.items()
+            if saved.get(k) != v and k not in EXECUTION_SETTINGS}
     if diff:
         raise CheckpointMismatchError(
             f"{path}: saved with another {architecture} config; (saved, requested): {diff}")

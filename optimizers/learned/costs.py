@@ -30,16 +30,19 @@ OUTPUT_FLOPS = 5  # step = d * exp(m * exp_mult) * step_mult, then p - step
 
 def _small_fc_lopt(config: Any) -> UpdateCost:
     from optimizers.learned import small_fc_lopt as S
+    from optimizers.learned.small_fc_features import needs, num_features
 
     n_m, n_r, n_f = (len(config.momentum_decays), len(config.rms_decays),
                      len(config.adafactor_decays))
-    need_m, need_r, need_f = S._needs(config)
-    state = n_m * need_m + n_r * need_r  # factored rows and columns: per tensor, not per element
-    features = S.num_features(config)
+    need_m, need_r, need_f = needs(config)
+    state = n_m * need_m + n_r * need_r  # factored rows and columns, lagged means: per tensor
+    features = num_features(config)
     network, activations = _network(features, config.hidden_size, config.hidden_layers, 2)
     accumulators = 3 * n_m * need_m + 4 * n_r * need_r + 4 * n_f * need_f
-    # each feature: about three operations to build, two for its normalisation sum
-    elementwise = accumulators + 5 * features + activations + OUTPUT_FLOPS
+    # each feature: about three operations to build, two for its normalisation sum (taken
+    # over one row in norm_stride when subsampled)
+    sums = 2 / config.norm_stride if config.normalisation == "subsampled" else 2
+    elementwise = accumulators + (3 + sums) * features + activations + OUTPUT_FLOPS
     stacked = S.resolve_path(config) == "stacked"
     return UpdateCost(bytes=(3 + 2 * state) * F32,
                       flops=elementwise + (0 if stacked else network),
