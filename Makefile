@@ -79,7 +79,8 @@ META_RECIPE := outer.learning_rate=0.003 outer.warmup_steps=100 outer.eval_every
 checkpoints: $(CHECKPOINTS)/small_fc_lopt.npz $(CHECKPOINTS)/small_fc_lopt_hidden1.npz \
 	$(CHECKPOINTS)/small_fc_lopt_hidden16.npz $(CHECKPOINTS)/small_fc_lopt_no_factored.npz \
 	$(CHECKPOINTS)/mlp_lopt.npz $(CHECKPOINTS)/small_fc_lopt_family.npz \
-	$(CHECKPOINTS)/mlp_lopt_family.npz $(CHECKPOINTS)/small_fc_lopt_no_factored_family.npz
+	$(CHECKPOINTS)/mlp_lopt_family.npz $(CHECKPOINTS)/small_fc_lopt_no_factored_family.npz \
+	$(CHECKPOINTS)/small_fc_lopt_subsampled_family.npz
 
 $(CHECKPOINTS)/small_fc_lopt.npz: | setup
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt outer.steps=6000 $(META_RECIPE) ship=$@
@@ -113,6 +114,10 @@ $(CHECKPOINTS)/small_fc_lopt_no_factored_family.npz: | setup \
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.use_factored=false \
 		optimizer.use_factored_momenta=false optimizer.checkpoint=small_fc_lopt_no_factored \
 		name=small_fc_lopt_no_factored_family outer.steps=4000 $(FAMILY_RECIPE)
+$(CHECKPOINTS)/small_fc_lopt_subsampled_family.npz: | setup $(CHECKPOINTS)/small_fc_lopt.npz
+	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.checkpoint=small_fc_lopt \
+		optimizer.normalisation=subsampled name=small_fc_lopt_subsampled_family \
+		outer.steps=4000 $(FAMILY_RECIPE)
 $(CHECKPOINTS)/mlp_lopt_family.npz: | setup $(CHECKPOINTS)/mlp_lopt.npz
 	$(PY) -m bench.meta_train optimizer=mlp_lopt optimizer.checkpoint=mlp_lopt name=mlp_lopt_family \
 		outer.steps=4000 $(FAMILY_RECIPE)

@@ -69,15 +69,17 @@ def update_table(ref: Path, learned: bool) -> str:
     rows = table[table.optimizer.str.split("/").str[0].isin(LEARNED) == learned]
     per_param, bytes_column, label, column = UPDATE_COLUMNS[learned]
     sizes = sorted(int(n) for n in rows.num_params.unique())
-    header = ["optimizer", per_param, *(f"{what}, {millions(n)}" for n in sizes
-                                        for what in ("update (ms)", "over Adam", label))]
+    floors = "time_over_floor" in rows and rows.time_over_floor.notna().any()
+    what = ("update (ms)", "over Adam", label, *(("over its floor",) if floors else ()))
+    header = ["optimizer", per_param, *(f"{w}, {millions(n)}" for n in sizes for w in what)]
     cells = []
     for name, group in rows.groupby("optimizer"):
         by = group.set_index("num_params")
         cells.append([name, fmt(by[bytes_column][sizes[-1]] / sizes[-1], ".0f"), *(
-            c for n in sizes for c in (fmt(by.update_time_median_s[n] * 1e3),
-                                       fmt(by.update_over_adam[n]) + "x",
-                                       fmt(by[column][n], ".2f")))])
+            c for n in sizes for c in (
+                fmt(by.update_time_median_s[n] * 1e3), fmt(by.update_over_adam[n]) + "x",
+                fmt(by[column][n], ".2f"),
+                *((f"{fmt(by.time_over_floor[n])}x ({by.floor_kind[n]})",) if floors else ())))])
     notes = [source("paper/update_cost.parquet", table, "`make bench`, median update times")]
     if not learned:
         adam = rows[rows.optimizer == "adam"].sort_values("num_params")

@@ -261,11 +261,13 @@ def test_subsampled_normalisation_takes_every_strided_row(monkeypatch):
     """At stride 1 the subsample is the whole tensor (the exact update); at stride 4 it is
     every 4th row: exact again on a tensor whose rows are all alike, not on random rows."""
     monkeypatch.setattr(N, "SUBSAMPLED_MIN_SIZE", 1)
-    exact, _ = _run(SMALL, 2)
-    whole, _ = _run(SMALL, 2, normalisation="subsampled", norm_stride=1)
+    shapes = {"w": (12, 8), "b": (40,)}
+    exact, _ = _run(shapes, 2)
+    whole, _ = _run(shapes, 2, normalisation="subsampled", norm_stride=1)
     assert all(_close(a, b) for a, b in zip(exact, whole))
-    strided, _ = _run(SMALL, 2, normalisation="subsampled", norm_stride=4)
-    assert not _close(exact[-1]["w"], strided[-1]["w"], 1e-3)  # 12 rows: 3 sampled
+    strided, _ = _run(shapes, 2, normalisation="subsampled", norm_stride=4)
+    for name in shapes:  # 12 rows: 3 sampled; 40 elements: 10
+        assert not _close(exact[-1][name], strided[-1][name], 1e-3)
 
     alike = {"w": (12, 8)}
     def repeated_rows(key, shapes=alike):
@@ -280,8 +282,9 @@ def test_lagged_normalisation_keeps_a_few_floats_per_tensor():
     """Lagged normalisation: the first update is the exact one, later ones use the previous
     step's scales (so they differ), and the state gains one float per full-size feature and
     tensor, none per element."""
-    exact, exact_state = _run(SMALL, 3)
-    lagged, state = _run(SMALL, 3, normalisation="lagged")
+    shapes = {"w": (12, 8), "cube": (5, 4, 3), "b": (8,)}
+    exact, exact_state = _run(shapes, 3)
+    lagged, state = _run(shapes, 3, normalisation="lagged")
     assert _close(exact[0], lagged[0])
     assert not _close(exact[1], lagged[1], 1e-3)
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(lagged))
@@ -291,7 +294,7 @@ def test_lagged_normalisation_keeps_a_few_floats_per_tensor():
     sizes = [m.shape for m in state.norm_means]
     # a vector keeps all 28 full-size; in a factored tensor the row and column statistics
     # (4 of the 5 factored features per decay) are reduced: 28 - 4 * 3 = 16
-    assert sizes == [(S.num_features(config),), (16,), (16,), (16,)]  # b, cube, square, w
+    assert sizes == [(S.num_features(config),), (16,), (16,)]  # b, cube, w
     assert all(float(jnp.min(m)) > 0 for m in state.norm_means)
 
 
@@ -302,13 +305,21 @@ def test_normalisation_settings_are_checked():
         S.Config(normalisation="lagged", path="stacked")
 
 
-def test_a_checkpoint_from_before_a_setting_reads_it_as_its_default():
-    """The shipped checkpoints' headers predate ``normalisation``: they load under its
-    default (exact, what they were trained with) and are refused under another."""
+def test_a_checkpoint_from_before_a_setting_reads_it_as_its_default(monkeypatch):
+    """A setting missing from a checkpoint's header (saved before the setting existed) reads
+    as its default: the checkpoint loads under the default and is refused under another
+    value. The normalisation options share the meta-parameters, so a checkpoint loads under
+    any of them (the shipped ones predate them)."""
     path = checkpoint.resolve("small_fc_lopt")
     assert "normalisation" not in checkpoint.read_header(path)["config"]
     config = S.Config()
-    checkpoint.load(path, S.NAME, config, like=S.init_meta(jax.random.key(0), config))
-    lagged = S.Config(normalisation="lagged")
-    with pytest.raises(checkpoint.CheckpointMismatchError, match="normalisation"):
-        checkpoint.load(path, S.NAME, lagged, like=S.init_meta(jax.random.key(0), lagged))
+    like = S.init_meta(jax.random.key(0), config)
+    checkpoint.load(path, S.NAME, config, like=like)
+    checkpoint.load(path, S.NAME, S.Config(normalisation="lagged", norm_stride=4), like=like)
+
+    header = checkpoint.read_header(path)
+    del header["config"]["exp_mult"]  # as if saved before exp_mult existed
+    monkeypatch.setattr(checkpoint, "read_header", lambda _: header)
+    checkpoint.load(path, S.NAME, config, like=like)
+    with pytest.raises(checkpoint.CheckpointMismatchError, match="exp_mult"):
+        checkpoint.load(path, S.NAME, dataclasses.replace(config, exp_mult=0.01), like=like)

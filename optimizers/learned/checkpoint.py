@@ -22,9 +22,11 @@ FORMAT_VERSION = 1
 _HEADER = "__header__"
 # The meta-trained checkpoints shipped with the project (see the README there).
 SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
-# Settings that change how an update is computed, not what it is: not part of a checkpoint's
-# identity, so a checkpoint loads under either execution path.
-EXECUTION_SETTINGS = ("path",)
+# Settings not part of a checkpoint's identity: the execution path (how an update is computed,
+# not what it is) and small_fc_lopt's normalisation options (approximations of one rule over
+# the same meta-parameters), so a checkpoint can be tried, and meta-trained further, under
+# another. A run's identity still holds every setting.
+EXECUTION_SETTINGS = ("path", "normalisation", "norm_stride")
 
 
 class CheckpointMismatchError(ValueError):

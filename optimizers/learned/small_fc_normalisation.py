@@ -94,7 +94,7 @@ def norm_scales(inputs: dict[str, Any], feats: list[jax.Array], config: Any,
 #   reduction with elementwise work can then make the update one pass (see lagged_steps).
 # The reduced statistics of factored tensors (row and column means) are cheap and stay exact.
 NORMALISATIONS = ("exact", "subsampled", "lagged")
-SUBSAMPLED_MIN_SIZE = 1 << 14
+SUBSAMPLED_MIN_SIZE = 1 << 10
 
 
 def full_features(feats: list[jax.Array], shape: tuple[int, ...]) -> list[int]:
