@@ -8,8 +8,8 @@ ARGS ?=
 BENCH ?= update_cost seed_throughput
 FASHION_MNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data sweep figures sweep-figures paper bench test lint help meta-train checkpoints \
-	notebooks
+.PHONY: setup data sweep figures sweep-figures paper bench gpu-check test lint help meta-train \
+	checkpoints notebooks
 
 help:
 	@echo "make setup            create $(VENV) and install the data set (Debian package) if missing"
@@ -19,6 +19,7 @@ help:
 	@echo "make sweep-figures    redraw each results/*/figures from its own tables"
 	@echo "make notebooks        pair notebooks/*.py with .ipynb notebooks (jupytext --sync)"
 	@echo "make bench            speed benchmarks into results/bench/; BENCH=<name> ARGS='<args>'"
+	@echo "make gpu-check        on a GPU: path agreement, update cost to 100M, memory per optimizer"
 	@echo "make meta-train       meta-train LOPT=<learned optimizer> (ARGS='<hydra overrides>')"
 	@echo "make checkpoints      rerun the recipes of the shipped meta-trained checkpoints"
 	@echo "make docs             regenerate the tables of measured numbers in docs/ (CHECK=1: check)"
@@ -65,6 +66,20 @@ notebooks: setup
 # Each benchmark is a module bench/benchmarks/<name>.py; ARGS go to each (pick one: BENCH=<name>).
 bench: setup
 	for name in $(BENCH); do $(PY) -m bench.benchmarks.$$name $(ARGS) || exit 1; done
+
+# On a machine with a GPU (JAX with CUDA in the venv): the execution paths' agreement tests,
+# the update benchmark at 1M, 10M and 100M parameters with its floors, and every optimizer's
+# device peak memory and NVML reading on the standard task (conf/sweep/memory.yaml), all into
+# results/gpu_check/ (sized for under 8 minutes on an H100; a stacked reference path that
+# outgrows the device at 100M is skipped and says so).
+GPU_CHECK ?= results/gpu_check
+gpu-check: setup
+	$(PY) -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu' and 'no GPU: ' + jax.default_backend())"
+	$(PY) -m pytest -q tests/test_learned_architectures.py tests/test_small_fc_lopt.py \
+		-k "path or normalisation"
+	$(PY) -m bench.benchmarks.update_cost --sizes 1000000 10000000 100000000 --repeats 10 \
+		--out $(GPU_CHECK)
+	$(PY) -m bench.sweep sweep=memory results_dir=$(GPU_CHECK)
 
 LOPT ?= small_fc_lopt
 meta-train: setup
