@@ -74,3 +74,17 @@ def test_scores_are_ratios_to_tuned_adam_with_diverged_runs_at_the_clip():
     assert row.loss_over_adam == pytest.approx(row.loss / 0.6)
     assert row.low <= row.loss_over_adam <= row.high
     assert row.meta_trained_on == "image_family" and row.seeds == 3
+
+
+def test_a_seed_recorded_under_older_settings_counts_once():
+    """Records an arm's older settings left in the folder share its label: the newest record
+    of each task, task setting, label and seed is kept, other seeds and task settings stay."""
+    from bench.analysis.summary import newest_per_seed
+
+    runs = pd.DataFrame({
+        "task": ["t", "t", "t", "t"], "optimizer": ["a", "a", "a", "a"],
+        "seed": [0, 0, 1, 0], "task_batch_size": [8, 8, 8, 16],
+        "finished_at": ["2026-01-02", "2026-01-01", "2026-01-01", "2026-01-01"],
+        "final_train_loss": [1.0, 2.0, 3.0, 4.0]})
+    kept = newest_per_seed(runs)
+    assert kept["final_train_loss"].tolist() == [1.0, 3.0, 4.0]

@@ -27,6 +27,18 @@ COSTS = (
 )
 
 
+def newest_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
+    """One record per task (and task settings), optimizer label and seed: the newest by
+    ``finished_at``. A results folder keeps records of runs its sweep no longer plans (older
+    settings of an arm); where they share an arm's label, counting both counts a seed twice."""
+    keys = ["task", "optimizer", "seed", *sorted(c for c in runs if c.startswith("task_"))]
+    if "finished_at" not in runs or not set(keys[:3]) <= set(runs):
+        return runs
+    key = runs[keys].astype(str).agg("|".join, axis=1)
+    newest = runs.assign(_key=key).sort_values("finished_at", kind="stable")
+    return runs.loc[newest.drop_duplicates("_key", keep="last").index.sort_values()]
+
+
 def optimizer_summary(runs: pd.DataFrame, performance: str = "final_eval_loss",
                       by: Sequence[str] = ("task", "optimizer")) -> pd.DataFrame:
     """Per group: ``runs`` and ``ok`` counts, ``seeds``, the ``performance`` column's ``mean``,

@@ -26,6 +26,7 @@ import pandas as pd
 from bench.analysis import normalise
 from bench.analysis.normalise import loss_clip
 from bench.analysis.stats import bootstrap_mean_ci, bootstrap_ratio_ci
+from bench.analysis.summary import newest_per_seed
 from bench.figures import style
 from bench.records.files import read_parquet
 
@@ -55,7 +56,7 @@ def generalisation_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per task and learned optimizer: its mean clipped final training loss, tuned
     Adam's on the same task, their ratio with a 95% bootstrap interval, and the mean speedup
     over Adam (where ``runs`` carries ``speedup_over_adam``)."""
-    runs = runs[runs["status"].isin(["ok", "diverged"])].copy()
+    runs = newest_per_seed(runs[runs["status"].isin(["ok", "diverged"])]).copy()
     runs["clipped_loss"] = _clipped_loss(runs)
     rows = []
     for task, group in runs.groupby("task", sort=True):
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in draw(runs, curves, args.folder / "figures", f"{runs.task.nunique()} tasks"):
         print(path)
     if args.ship:
-        scored = normalise.add_scores(runs, curves, normalise.load_reference())
+        scored = normalise.add_scores(newest_per_seed(runs), curves, normalise.load_reference())
         SHIPPED.parent.mkdir(parents=True, exist_ok=True)
         scored.to_parquet(SHIPPED, index=False)
         print(f"shipped {len(scored)} scored runs to {SHIPPED}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.analysis.summary import newest_per_seed
 from bench.figures import compute, curves, generalisation, pareto, style
 from bench.figures.paper import describe_scale
 from bench.figures.style import save_figure
@@ -21,6 +22,7 @@ def draw_sweep_figures(runs: pd.DataFrame, curve_rows: pd.DataFrame | None,
     """Pareto fronts and loss curves (every arm) when the sweep trained; the overhead figure
     when its timed runs vary batch size or parameter count, else per-optimizer cost bars; the
     generalisation figure and table when learned optimizers ran beside a tuned Adam."""
+    runs = newest_per_seed(runs)
     scale = describe_scale(runs)
     paths = []
     if style.numeric(runs, ("final_eval_loss",)).final_eval_loss.notna().any():
