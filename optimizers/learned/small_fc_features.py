@@ -69,7 +69,7 @@ def tensor_inputs(g, p, momenta, rms, factored) -> dict[str, Any]:
 
     Every array here is elementwise-aligned with the tensor along axis 0 (axis 1 for the
     stacked accumulators) or broadcast along it, so a block of rows of the features is the
-    features of the same block of rows of these inputs (see ``row_block``)."""
+    features of the same block of rows of these inputs (``small_fc_normalisation.row_block``)."""
     inputs: dict[str, Any] = {"g": g, "p": p, "momenta": momenta, "rms": rms, "factored": None}
     if factored is None:
         return inputs

@@ -74,15 +74,12 @@ def sums_of_squares(inputs: dict[str, Any], config: Any, index: list[int],
 
 
 def norm_scales(inputs: dict[str, Any], feats: list[jax.Array], config: Any,
-                 shape: tuple[int, ...]) -> jax.Array:
+                shape: tuple[int, ...]) -> jax.Array:
     """1 / sqrt(eps + mean(x^2)) per feature. A broadcast statistic has the mean of its
     reduced form, so those means are taken before broadcasting (cheaper, same value)."""
-    full = [k for k, f in enumerate(feats) if f.shape == tuple(shape)]
-    means = {k: jnp.mean(jnp.square(f)) for k, f in enumerate(feats) if k not in full}
-    if full:
-        sums = sums_of_squares(inputs, config, full, shape)
-        means.update({k: sums[i] / np.prod(shape) for i, k in enumerate(full)})
-    return jax.lax.rsqrt(NORM_EPS + jnp.stack([means[k] for k in range(len(feats))]))
+    full = full_features(feats, shape)
+    sums = sums_of_squares(inputs, config, full, shape) if full else jnp.zeros((0,))
+    return _scales(feats, full, sums / np.prod(shape))
 
 
 # --- faster design options (Config.normalisation) ------------------------------------------
@@ -140,13 +137,10 @@ def lagged_steps(network: Any, inputs: dict[str, Any], feats: list[jax.Array], c
     step's mean squares of the full-size features for the next: ``(steps, means)``.
     ``output(direction, magnitude)`` turns the network's outputs into steps.
 
-    The network and this step's sums are two passes here, as in the exact rule: fusing them
-    into one loop over row blocks compiled 4x slower on XLA:CPU than the whole-tensor network
-    (measured at 1M parameters, 68-78 ms against 18.7 ms), since XLA:CPU runs the unrolled
-    network poorly inside a loop body."""
+    The network and this step's sums are two passes here, as in the exact rule: one loop over
+    row blocks doing both compiled about 4x slower on XLA:CPU than the whole-tensor network,
+    which XLA:CPU runs poorly inside a loop body."""
     full = full_features(feats, shape)
-    size = int(np.prod(shape))
-    own = lambda: sums_of_squares(inputs, config, full, shape) / size  # noqa: E731
-    scales = _scales(feats, full, jax.lax.cond(first_step, own, lambda: previous))
-    steps = output(*network_unrolled(network, feats, scales, time, shape))
-    return steps, own()
+    means = sums_of_squares(inputs, config, full, shape) / np.prod(shape)
+    scales = _scales(feats, full, jnp.where(first_step, means, previous))
+    return output(*network_unrolled(network, feats, scales, time, shape)), means
