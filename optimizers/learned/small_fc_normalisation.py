@@ -27,16 +27,16 @@ BLOCKED_NORM_BACKENDS = ("cpu",)
 def row_block(inputs: dict[str, Any], start, length: int, rows: int) -> dict[str, Any]:
     """Rows ``start:start + length`` of every input aligned with the tensor's axis 0; inputs
     broadcast along that axis are kept whole."""
+    return _take_rows(inputs, rows, lambda x, axis: jax.lax.dynamic_slice_in_dim(
+        x, start, length, axis=axis))
+
+
+def _take_rows(inputs: dict[str, Any], rows: int, take) -> dict[str, Any]:
+    """``take(x, axis)`` applied to every input aligned with the tensor's ``rows`` rows (the
+    accumulators' rows are on axis 1); inputs broadcast along them are kept whole."""
     def rows_of(x, axis=0):
-        if x is None or x.shape[axis] != rows:
-            return x
-        return jax.lax.dynamic_slice_in_dim(x, start, length, axis=axis)
+        return x if x is None or x.shape[axis] != rows else take(x, axis)
 
-    return _take_rows(inputs, rows_of)
-
-
-def _take_rows(inputs: dict[str, Any], rows_of) -> dict[str, Any]:
-    """``rows_of(x, axis)`` applied to every input (the accumulators' rows are on axis 1)."""
     block = {"g": rows_of(inputs["g"]), "p": rows_of(inputs["p"]),
              "momenta": rows_of(inputs["momenta"], 1), "rms": rows_of(inputs["rms"], 1),
              "factored": inputs["factored"]}
@@ -109,12 +109,8 @@ def _scales(feats: list[jax.Array], full: list[int], full_means: jax.Array) -> j
 
 def _strided_rows(inputs: dict[str, Any], stride: int, rows: int) -> dict[str, Any]:
     """Every ``stride``-th row (axis 0) of the inputs aligned with it (see ``row_block``)."""
-    def rows_of(x, axis=0):
-        if x is None or x.shape[axis] != rows:
-            return x
-        return jax.lax.slice_in_dim(x, 0, rows, stride=stride, axis=axis)
-
-    return _take_rows(inputs, rows_of)
+    return _take_rows(inputs, rows, lambda x, axis: jax.lax.slice_in_dim(
+        x, 0, rows, stride=stride, axis=axis))
 
 
 def subsampled_scales(inputs: dict[str, Any], feats: list[jax.Array], config: Any,
