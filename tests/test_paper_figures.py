@@ -63,6 +63,8 @@ def _check_read_back(fig, data: style.PlotData) -> pd.DataFrame:
     plotted, shown = data.frame(), style.read_back(fig)
     assert len(shown) and len(shown) == len(plotted[plotted.kind != "table"])
     for (panel, series), group in plotted.groupby(["panel", "series"], sort=False):
+        if group.kind.iloc[0] == "table":  # recorded beside the figure, not drawn
+            continue
         got = shown[(shown.panel == panel) & (shown.series == series)]
         assert np.allclose(got.y.to_numpy(float), group.y.to_numpy(float)), (panel, series)
         if group.kind.iloc[0] == "line":
@@ -126,6 +128,48 @@ def test_compute_ratios_come_from_the_runs():
         point = shown[(shown.panel == "update_over_adam_vs_num_params")
                       & (shown.series == row.optimizer) & (shown.x == row.num_params)]
         assert point.y.item() == pytest.approx(row.update_over_adam, rel=1e-6)
+
+
+def test_crossover_is_the_batch_size_from_which_steps_stay_cheap():
+    """The crossover batch size: from there on every larger batch's step is at most 1.5x
+    SGD's (a dip below that further down does not count); none where the largest is above."""
+    ratios = {"dips": [3.0, 1.4, 1.6, 1.2, 1.1], "cheap": [1.2, 1.1, 1.0, 1.0, 1.0],
+              "dear": [9.0, 5.0, 3.0, 2.0, 1.6]}
+    batches = [8, 32, 128, 512, 4096]
+    table = pd.DataFrame([{"optimizer": name, "batch_size": b, "num_params": 2410,
+                           "over_sgd": r} for name, rs in ratios.items()
+                          for b, r in zip(batches, rs)])
+    wide = table.assign(num_params=76810, batch_size=128, over_sgd=9.0)  # another width
+    sizes = compute.crossover_batch_sizes(pd.concat([table, wide, table.iloc[:5]]))
+    assert sizes.to_dict() == pytest.approx({"cheap": 8.0, "dear": np.nan, "dips": 512.0},
+                                            nan_ok=True)
+    assert compute.crossover_note(table) == (
+        "Crossover batch size (a step at most 1.5x a plain-SGD step from there on): "
+        "cheap 8, dear >4,096, dips 512.")
+
+
+def test_the_reference_compute_figure_records_each_crossover():
+    runs = read_parquet(REF / "overhead.parquet")
+    _, data = compute.compute_figure(runs, None, "test")
+    rows = data.frame().query("panel == 'crossover_batch_size'")
+    expected = compute.crossover_batch_sizes(compute.overhead_table(runs))
+    assert sorted(rows.series) == sorted(expected.index) == sorted(runs.optimizer.unique())
+    assert rows.set_index("series").y.sort_index().tolist() == pytest.approx(
+        expected.sort_index().tolist(), nan_ok=True)
+
+
+def test_a_figure_draws_the_rows_of_one_machine():
+    """Rows measured on another machine are left out of a figure, with a note naming it."""
+    runs = read_parquet(REF / "overhead.parquet")
+    moved = runs.iloc[:3].assign(cpu_model="Other CPU", cpu_count=64)
+    notes: list[str] = []
+    kept = style.one_machine(pd.concat([runs, moved], ignore_index=True), notes)
+    assert len(kept) == len(runs) and "Other CPU" not in set(kept.cpu_model)
+    assert notes == ["3 row(s) measured on another machine left out (cpu; Other CPU (64 cores))."]
+    fig, _ = compute.compute_figure(pd.concat([runs, moved]), None, "test")
+    footnote = " ".join(t.get_text() for t in fig.texts)
+    assert "Other CPU" in footnote and "left out" in footnote
+    assert style.one_machine(runs, notes) is runs and len(notes) == 1
 
 
 def test_lopt_cost_from_the_design_runs():

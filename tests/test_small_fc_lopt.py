@@ -255,25 +255,54 @@ def _close(a, b, tol=1e-5) -> bool:
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
-def test_subsampled_normalisation_takes_every_strided_row(monkeypatch):
+def test_subsampled_normalisation_takes_a_fixed_strided_sample(monkeypatch):
     """At stride 1 the subsample is the whole tensor (the exact update); at stride 4 it is
-    every 4th row: exact again on a tensor whose rows are all alike, not on random rows."""
+    one run of 16 elements in 5 (4 shares a factor with the rows' length): exact again on a
+    tensor whose runs are all alike, not on random values."""
     monkeypatch.setattr(N, "SUBSAMPLED_MIN_SIZE", 1)
-    shapes = {"w": (12, 8), "b": (40,)}
+    shapes = {"w": (16, 24), "b": (160,)}
+    assert [N.sample_spacing(s, 4) for s in shapes.values()] == [5, 7]
     exact, _ = _run(shapes, 2)
     whole, _ = _run(shapes, 2, normalisation="subsampled", norm_stride=1)
     assert all(_close(a, b) for a, b in zip(exact, whole))
     strided, _ = _run(shapes, 2, normalisation="subsampled", norm_stride=4)
-    for name in shapes:  # 12 rows: 3 sampled; 40 elements: 10
+    for name in shapes:
         assert not _close(exact[-1][name], strided[-1][name], 1e-3)
 
-    alike = {"w": (12, 8)}
+    alike = {"w": (16, 16)}
     def repeated_rows(key, shapes=alike):
-        return {"w": jnp.tile(jax.random.normal(key, (1, 8)), (12, 1))}
+        return {"w": jnp.tile(jax.random.normal(key, (1, 16)), (16, 1))}
     monkeypatch.setattr(sys.modules[__name__], "_params", repeated_rows)
     exact, _ = _run(alike, 2)
     strided, _ = _run(alike, 2, normalisation="subsampled", norm_stride=4)
     assert all(_close(a, b) for a, b in zip(exact, strided))
+
+
+def _inputs_with_row_scales(shape, key):
+    """Features' inputs for a matrix whose rows differ in scale by up to 100x (a first
+    layer's rows are its input features), accumulators shaped like running averages."""
+    ks = jax.random.split(key, 5)
+    scale = jnp.exp(jax.random.uniform(ks[0], (shape[0], 1), minval=-2.3, maxval=2.3))
+    g = jax.random.normal(ks[1], shape) * scale
+    momenta = jax.random.normal(ks[2], (3, *shape)) * scale
+    rms = jnp.mean(jnp.square(jax.random.normal(ks[3], (2, 10, *shape))), 1) * scale ** 2
+    d0, d1 = F.factored_dims(shape)
+    factored = tuple(jnp.mean(jnp.square(g), axis=d)[None].repeat(3, 0) for d in (d0, d1))
+    return F.tensor_inputs(g, 0.1 * jax.random.normal(ks[4], shape), momenta, rms, factored)
+
+
+@pytest.mark.parametrize("shape", [(64, 256), (256, 64)])
+def test_subsampled_scales_hold_where_rows_differ_in_scale(shape):
+    """One element in 17 (runs spread over every row and column) estimates every feature's
+    scale within 15% on matrices whose rows differ in scale (a subsample of whole rows was
+    off by up to 5x on such a layer)."""
+    config = S.Config(normalisation="subsampled")
+    inputs = _inputs_with_row_scales(shape, jax.random.key(0))
+    feats = F.features(inputs, config)
+    exact = N.norm_scales(inputs, feats, config, shape)
+    sampled = N.subsampled_scales(inputs, feats, config, shape)
+    assert N.sample_count(shape, config.norm_stride) < np.prod(shape) / 16
+    assert float(jnp.max(jnp.abs(sampled / exact - 1))) < 0.15
 
 
 def test_lagged_normalisation_keeps_a_few_floats_per_tensor():

@@ -25,6 +25,7 @@ UPDATE_TIMES = ("update_time_median_s", "update_time_p10_s", "update_time_p90_s"
 # Step-time panels: (x column, column held at its most common value, x label).
 STEP_PANELS = (("batch_size", "num_params", "batch size"),
                ("num_params", "batch_size", "parameters"))
+CROSSOVER = 1.5
 
 
 def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -43,6 +44,34 @@ def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
     ratio = ratio.rename(columns={"ratio": "over_adam", "ratio_lo": "over_adam_lo",
                                   "ratio_hi": "over_adam_hi"})
     return ratio
+
+
+def crossover_batch_sizes(table: pd.DataFrame, threshold: float = CROSSOVER) -> pd.Series:
+    """Per optimizer, at the most common parameter count: the smallest batch size from which
+    on its median step costs at most ``threshold`` plain-SGD steps; NaN where the largest
+    batch timed still costs more. ``table`` is an ``overhead_table``."""
+    if table.empty:
+        return pd.Series(dtype=float, name="crossover_batch_size")
+    held = table[table.num_params == table.num_params.mode().iloc[0]]
+    out = {}
+    for name, group in held.groupby("optimizer", sort=True):
+        ratio = group.groupby("batch_size").over_sgd.median().sort_index()
+        above = ratio.index[ratio.to_numpy() > threshold]
+        later = ratio.index[ratio.index > above.max()] if len(above) else ratio.index
+        out[name] = float(later.min()) if len(later) else np.nan
+    return pd.Series(out, name="crossover_batch_size", dtype=float)
+
+
+def crossover_note(table: pd.DataFrame | None, threshold: float = CROSSOVER) -> str | None:
+    """The crossover batch sizes in words, for a caption; None without a batch-size axis."""
+    if table is None or table.empty or table.batch_size.nunique() < 2:
+        return None
+    sizes = crossover_batch_sizes(table, threshold)
+    largest = int(table.batch_size.max())
+    parts = [f"{name} {int(b):,}" if np.isfinite(b) else f"{name} >{largest:,}"
+             for name, b in sizes.items()]
+    return (f"Crossover batch size (a step at most {threshold:g}x a plain-SGD step from there "
+            f"on): {', '.join(parts)}.")
 
 
 def update_table(bench: pd.DataFrame) -> pd.DataFrame:
@@ -78,7 +107,8 @@ def _series(ax, data: style.PlotData, panel: str, table: pd.DataFrame, x: str, r
 
 
 def _step_panels(axes, data: style.PlotData, table: pd.DataFrame | None, ref: str) -> None:
-    """Step time over ``ref``'s against batch size and against parameter count."""
+    """Step time over ``ref``'s against batch size and against parameter count; over SGD's
+    against batch size, the crossover line and each optimizer's crossover batch size (CSV)."""
     for ax, (x, fixed, label) in zip(axes, STEP_PANELS):
         if table is None or table.empty or table[f"over_{ref}"].isna().all():
             what = "no overhead table" if table is None or table.empty else f"no {ref} runs"
@@ -86,6 +116,10 @@ def _step_panels(axes, data: style.PlotData, table: pd.DataFrame | None, ref: st
             continue
         held = table[fixed].mode().iloc[0]
         _series(ax, data, f"step_over_{ref}_vs_{x}", table[table[fixed] == held], x, ref)
+        if ref == "sgd" and x == "batch_size":
+            ax.axhline(CROSSOVER, color="grey", lw=0.8, ls=":")
+            for name, size in crossover_batch_sizes(table).items():
+                data.add("crossover_batch_size", name, "table", CROSSOVER, size)
         ax.set_xlabel(f"{label} ({fixed.replace('_', ' ')} held at {held:,})")
         ax.set_ylabel(f"step time / {ref.upper() if ref == 'sgd' else 'Adam'} step time")
         ax.set_title(f"training step over {ref}'s, against {label}")
@@ -110,8 +144,9 @@ def compute_figure(overhead: pd.DataFrame | None, bench: pd.DataFrame | None,
     most common parameter count), against parameter count (at the most common batch size),
     and the update alone against parameter count (benchmark)."""
     style.apply()
-    data = style.PlotData()
+    data, notes = style.PlotData(), list(notes)
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5), squeeze=False)
+    overhead, bench = style.one_machine(overhead, notes), style.one_machine(bench, notes)
     table = overhead_table(overhead) if overhead is not None else None
     updates = update_table(bench) if bench is not None else None
     for row, ref in enumerate(("sgd", "adam")):
@@ -125,8 +160,14 @@ def compute_figure(overhead: pd.DataFrame | None, bench: pd.DataFrame | None,
             ax.set_ylabel(f"update time / {ref}'s update time")
             ax.set_title(f"optimizer update alone over {ref}'s (benchmark)")
             ax.set_yscale("log")
+    steps_on, updates_on = style.hardware(overhead), style.hardware(bench)
+    machines = steps_on if steps_on == updates_on else (
+        f"{steps_on} (steps: left and middle columns); {updates_on} (update benchmark: right "
+        "column)")
+    if (note := crossover_note(table)) is not None:
+        notes.append(note)
     _finish(fig, axes, "Compute: step-time overhead relative to SGD and to Adam (median; bars: "
-            "p10-p90 over timing repeats)", style.hardware(overhead, bench), scale, notes)
+            "p10-p90 over timing repeats)", machines, scale, notes)
     return fig, data
 
 
@@ -135,11 +176,14 @@ def overhead_figure(runs: pd.DataFrame, scale: str, notes: list[str] = ()
     """A sweep's step-time overhead: over SGD's and over Adam's step, against batch size and
     against parameter count (the left two columns of the compute figure)."""
     style.apply()
-    data = style.PlotData()
+    data, notes = style.PlotData(), list(notes)
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), squeeze=False)
+    runs = style.one_machine(runs, notes)
     table = overhead_table(runs)
     for row, ref in enumerate(("sgd", "adam")):
         _step_panels(axes[row], data, table, ref)
+    if (note := crossover_note(table)) is not None:
+        notes.append(note)
     _finish(fig, axes, "Step-time overhead relative to SGD and to Adam (median; bars: p10-p90 "
             "over timing repeats)", style.hardware(runs), scale, notes)
     return fig, data

@@ -106,9 +106,13 @@ def build(out: Path = OUT, origin: str = "latest", results: Path = sources.RESUL
     over, bench = load("overhead"), load("update_cost")
     g = Group("compute", "2. Compute: step-time overhead",
               "Each optimizer's training-step time over a plain-SGD step (timed side by side) "
-              "and over Adam's, against batch size and against parameter count; right: the "
-              "update alone over SGD's and Adam's update at 1M and 10M parameters, with the "
-              "learned optimizers. Bars span the 10th-90th percentile over timing repeats.")
+              "and over Adam's, against batch size and against parameter count, the learned "
+              "optimizers included (freshly initialised: their cost does not depend on "
+              "training); right: the update alone over SGD's and Adam's update at 1M and 10M "
+              "parameters. Bars span the 10th-90th percentile over timing repeats.")
+    if not over.missing and (note := compute.crossover_note(
+            compute.overhead_table(style.one_machine(over.runs, [])))):
+        g.caption += " " + note
     g.tables += [over.origin, bench.origin]
     g.notes = _notes(over, bench)
     scale = f"{describe_scale(over.runs, over.origin)}; benchmark at " + (

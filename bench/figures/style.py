@@ -210,6 +210,24 @@ def footnote(fig: plt.Figure, hardware: str, scale: str, notes: list[str] = ()) 
     fig.text(0.01, 0.005, text, fontsize=7, va="bottom", ha="left", wrap=True, color="#333333")
 
 
+def one_machine(table: pd.DataFrame | None, notes: list[str]) -> pd.DataFrame | None:
+    """The rows of ``table`` measured on its most common machine (a figure draws one machine);
+    a note in ``notes`` names the rows left out and where they were measured."""
+    if table is None or table.empty:
+        return table
+    facts = [c for c in ("device_kind", "cpu_model", "cpu_count") if c in table]
+    if not facts:
+        return table
+    machine = table[facts].astype(str).agg(" / ".join, axis=1)
+    if machine.nunique() <= 1:
+        return table
+    kept = machine.value_counts().index[0]
+    others = table[machine != kept]
+    notes.append(f"{len(others)} row(s) measured on another machine left out "
+                 f"({hardware(others)}).")
+    return table[machine == kept]
+
+
 def hardware(*tables: pd.DataFrame | None) -> str:
     """The hardware the rows of ``tables`` were measured on, in words."""
     kinds, cpus, cores = set(), set(), set()

@@ -40,7 +40,7 @@ def _small_fc_lopt(config: Any) -> UpdateCost:
     network, activations = _network(features, config.hidden_size, config.hidden_layers, 2)
     accumulators = 3 * n_m * need_m + 4 * n_r * need_r + 4 * n_f * need_f
     # each feature: about three operations to build, two for its normalisation sum (taken
-    # over one row in norm_stride when subsampled)
+    # over about one element in norm_stride when subsampled)
     sums = 2 / config.norm_stride if config.normalisation == "subsampled" else 2
     elementwise = accumulators + (3 + sums) * features + activations + OUTPUT_FLOPS
     stacked = S.resolve_path(config) == "stacked"

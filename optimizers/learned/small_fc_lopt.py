@@ -84,7 +84,7 @@ class Config:
     step_mult: float = 0.001
     path: str = "auto"              # stacked, unrolled, or auto (the faster on this backend)
     normalisation: str = "exact"    # exact, subsampled or lagged (small_fc_normalisation)
-    norm_stride: int = 16           # subsampled: every norm_stride-th row of axis 0
+    norm_stride: int = 16           # subsampled: about one element in norm_stride
 
     def __post_init__(self) -> None:
         if self.path not in (*PATHS, "auto"):

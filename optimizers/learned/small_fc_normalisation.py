@@ -3,6 +3,7 @@ over the tensor (the reference's exact rule), taken a block of rows at a time on
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -27,22 +28,25 @@ BLOCKED_NORM_BACKENDS = ("cpu",)
 def row_block(inputs: dict[str, Any], start, length: int, rows: int) -> dict[str, Any]:
     """Rows ``start:start + length`` of every input aligned with the tensor's axis 0; inputs
     broadcast along that axis are kept whole."""
-    return _take_rows(inputs, rows, lambda x, axis: jax.lax.dynamic_slice_in_dim(
-        x, start, length, axis=axis))
+    def rows_of(x, lead):
+        if x.shape[lead] != rows:
+            return x
+        return jax.lax.dynamic_slice_in_dim(x, start, length, axis=lead)
+    return map_inputs(inputs, rows_of)
 
 
-def _take_rows(inputs: dict[str, Any], rows: int, take) -> dict[str, Any]:
-    """``take(x, axis)`` applied to every input aligned with the tensor's ``rows`` rows (the
-    accumulators' rows are on axis 1); inputs broadcast along them are kept whole."""
-    def rows_of(x, axis=0):
-        return x if x is None or x.shape[axis] != rows else take(x, axis)
+def map_inputs(inputs: dict[str, Any], take) -> dict[str, Any]:
+    """``take(x, lead)`` applied to every input array, ``lead`` being the number of axes in
+    front of the tensor's own (1 for the accumulators stacked over their decays)."""
+    def apply(x, lead=0):
+        return None if x is None else take(x, lead)
 
-    block = {"g": rows_of(inputs["g"]), "p": rows_of(inputs["p"]),
-             "momenta": rows_of(inputs["momenta"], 1), "rms": rows_of(inputs["rms"], 1),
-             "factored": inputs["factored"]}
+    out = {"g": apply(inputs["g"]), "p": apply(inputs["p"]),
+           "momenta": apply(inputs["momenta"], 1), "rms": apply(inputs["rms"], 1),
+           "factored": inputs["factored"]}
     if inputs["factored"] is not None:
-        block["factored"] = jax.tree.map(rows_of, inputs["factored"])
-    return block
+        out["factored"] = jax.tree.map(apply, inputs["factored"])
+    return out
 
 
 def private_copy(x: jax.Array, tag: int) -> jax.Array:
@@ -84,14 +88,19 @@ def norm_scales(inputs: dict[str, Any], feats: list[jax.Array], config: Any,
 
 # --- faster design options (Config.normalisation) ------------------------------------------
 # exact: every feature's mean square over the whole tensor, this step (the reference's rule).
-# subsampled: a full-size feature's mean square over every norm_stride-th row of axis 0 (a
-#   fixed subsample), for tensors of at least SUBSAMPLED_MIN_SIZE elements with enough rows.
+# subsampled: a full-size feature's mean square over a fixed subsample of about one element in
+#   norm_stride: runs of SAMPLE_RUN contiguous elements (one 64-byte cache line of float32, so
+#   the sums read about 1/norm_stride of the memory) spaced so that they fall on every row and
+#   every column position (see sample_positions); for tensors of at least SUBSAMPLED_MIN_SIZE
+#   elements. A subsample of whole rows misjudged layers whose rows differ in scale (a first
+#   layer's rows are its input features) by up to 5x.
 # lagged: a full-size feature's mean square from the previous step, kept in the state (one
 #   float per such feature and tensor); the first step uses its own. A backend that fuses a
 #   reduction with elementwise work can then make the update one pass (see lagged_steps).
 # The reduced statistics of factored tensors (row and column means) are cheap and stay exact.
 NORMALISATIONS = ("exact", "subsampled", "lagged")
 SUBSAMPLED_MIN_SIZE = 1 << 10
+SAMPLE_RUN = 16
 
 
 def full_features(feats: list[jax.Array], shape: tuple[int, ...]) -> list[int]:
@@ -107,23 +116,57 @@ def _scales(feats: list[jax.Array], full: list[int], full_means: jax.Array) -> j
     return jax.lax.rsqrt(NORM_EPS + jnp.stack([means[k] for k in range(len(feats))]))
 
 
-def _strided_rows(inputs: dict[str, Any], stride: int, rows: int) -> dict[str, Any]:
-    """Every ``stride``-th row (axis 0) of the inputs aligned with it (see ``row_block``)."""
-    return _take_rows(inputs, rows, lambda x, axis: jax.lax.slice_in_dim(
-        x, 0, rows, stride=stride, axis=axis))
+def sample_spacing(shape: tuple[int, ...], stride: int) -> int:
+    """Runs taken one in ``spacing``: the smallest spacing of at least ``stride`` that is
+    coprime with the last axis, so that the runs' starts cycle through every column position
+    instead of landing on the same few columns of every row."""
+    spacing = stride
+    while math.gcd(spacing, shape[-1] if shape else 1) != 1:
+        spacing += 1
+    return spacing
+
+
+def sample_count(shape: tuple[int, ...], stride: int) -> int:
+    """Elements in the subsample: ``SAMPLE_RUN`` per run taken (a tail shorter than a run of
+    the flattened tensor is left out)."""
+    runs = int(np.prod(shape)) // SAMPLE_RUN
+    return len(range(0, runs, sample_spacing(shape, stride))) * SAMPLE_RUN
+
+
+def _subsample(inputs: dict[str, Any], shape: tuple[int, ...], stride: int) -> dict[str, Any]:
+    """The inputs at the subsample's positions, as vectors: the ``SAMPLE_RUN`` elements of
+    every ``sample_spacing``-th run of the flattened tensor. Full-size arrays are sliced (a
+    strided view of their runs); broadcast statistics are gathered at the positions' indices
+    along their own axes (they are small)."""
+    size, spacing = int(np.prod(shape)), sample_spacing(shape, stride)
+    runs, count = size // SAMPLE_RUN, sample_count(shape, stride)
+    positions = (jnp.arange(count // SAMPLE_RUN)[:, None] * (spacing * SAMPLE_RUN)
+                 + jnp.arange(SAMPLE_RUN)).reshape(-1)
+    index = jnp.unravel_index(positions, shape)
+
+    def take(x, lead):
+        if x.shape[lead:] == tuple(shape):  # full-size, maybe behind a leading decay axis
+            flat = x.reshape(*x.shape[:lead], size)[..., :runs * SAMPLE_RUN]
+            chunks = flat.reshape(*x.shape[:lead], runs, SAMPLE_RUN)
+            picked = jax.lax.slice_in_dim(chunks, 0, runs, stride=spacing, axis=lead)
+            return picked.reshape(*x.shape[:lead], count)
+        steps = np.cumprod((1, *x.shape[:0:-1]))[::-1]  # row-major strides of x, in elements
+        flat_index = sum(i * int(step) for i, n, step in zip(index, x.shape, steps) if n != 1)
+        return x.reshape(-1)[flat_index]
+
+    return map_inputs(inputs, take)
 
 
 def subsampled_scales(inputs: dict[str, Any], feats: list[jax.Array], config: Any,
                       shape: tuple[int, ...]) -> jax.Array:
-    """The scales with the full-size features' mean squares from a strided row subsample."""
+    """The scales with the full-size features' mean squares from the fixed subsample."""
     stride = config.norm_stride
-    size = int(np.prod(shape))
-    if size < SUBSAMPLED_MIN_SIZE or len(shape) == 0 or shape[0] < 2 * stride:
+    if int(np.prod(shape)) < max(SUBSAMPLED_MIN_SIZE, 2 * stride * SAMPLE_RUN):
         return norm_scales(inputs, feats, config, shape)
     full = full_features(feats, shape)
-    sub_shape = (len(range(0, shape[0], stride)), *shape[1:])
-    sums = sums_of_squares(_strided_rows(inputs, stride, shape[0]), config, full, sub_shape)
-    return _scales(feats, full, sums / np.prod(sub_shape))
+    count = sample_count(shape, stride)
+    sums = sums_of_squares(_subsample(inputs, shape, stride), config, full, (count,))
+    return _scales(feats, full, sums / count)
 
 
 def lagged_steps(network: Any, inputs: dict[str, Any], feats: list[jax.Array], config: Any,
