@@ -117,7 +117,10 @@ def test_timing_only_sweeps_get_the_costs_figure(tmp_path):
     assert names == {"costs.png", "costs.pdf"}
     varied = runs.assign(batch_size=[8, 8, 128, 128, 8])
     names = {p.name for p in draw_sweep_figures(varied, empty, tmp_path / "b")}
-    assert names == {"overhead.png", "overhead.pdf"}
+    assert names == {"overhead.png", "overhead.pdf", "overhead.csv"}
+    shown = pd.read_csv(tmp_path / "b" / "overhead.csv")
+    drawn = set(shown[shown.panel == "step_over_sgd_vs_batch_size"].series)
+    assert drawn and set(shown[shown.panel == "crossover_batch_size"].series) == drawn
 
 
 def test_costs_bars_are_the_summary_of_the_ok_runs():

@@ -122,6 +122,7 @@ def _step_panels(axes, data: style.PlotData, table: pd.DataFrame | None, ref: st
                 data.add("crossover_batch_size", name, "table", CROSSOVER, size)
         ax.set_xlabel(f"{label} ({fixed.replace('_', ' ')} held at {held:,})")
         ax.set_ylabel(f"step time / {ref.upper() if ref == 'sgd' else 'Adam'} step time")
+        ax.set_yscale("log")  # learned optimizers' overheads run to tens of steps
         ax.set_title(f"training step over {ref}'s, against {label}")
 
 

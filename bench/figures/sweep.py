@@ -33,7 +33,8 @@ def draw_sweep_figures(runs: pd.DataFrame, curve_rows: pd.DataFrame | None,
     if style.numeric(runs, ("step_over_sgd_step",)).step_over_sgd_step.notna().any():
         varies = any(c in runs and runs[c].nunique() > 1 for c in ("batch_size", "num_params"))
         if varies:
-            paths += save_figure(compute.overhead_figure(runs, scale)[0], folder, "overhead")
+            fig, data = compute.overhead_figure(runs, scale)
+            paths += save_figure(fig, folder, "overhead", data)
         else:
             paths += save_figure(compute.costs_figure(runs, scale)[0], folder, "costs")
     learned = "meta_trained" in runs and (runs["meta_trained"] == True).any()  # noqa: E712
