@@ -169,6 +169,7 @@ def test_a_figure_draws_the_rows_of_one_machine():
     fig, _ = compute.compute_figure(pd.concat([runs, moved]), None, "test")
     footnote = " ".join(t.get_text() for t in fig.texts)
     assert "Other CPU" in footnote and "left out" in footnote
+    assert "unknown hardware" not in footnote  # no benchmark table: one machine named
     assert style.one_machine(runs, notes) is runs and len(notes) == 1
 
 

@@ -162,9 +162,11 @@ def compute_figure(overhead: pd.DataFrame | None, bench: pd.DataFrame | None,
             ax.set_title(f"optimizer update alone over {ref}'s (benchmark)")
             ax.set_yscale("log")
     steps_on, updates_on = style.hardware(overhead), style.hardware(bench)
-    machines = steps_on if steps_on == updates_on else (
-        f"{steps_on} (steps: left and middle columns); {updates_on} (update benchmark: right "
-        "column)")
+    if style.UNKNOWN_HARDWARE in (steps_on, updates_on) or steps_on == updates_on:
+        machines = style.hardware(overhead, bench)  # one table drawn, or one machine
+    else:
+        machines = (f"{steps_on} (steps: left and middle columns); {updates_on} (update "
+                    "benchmark: right column)")
     if (note := crossover_note(table)) is not None:
         notes.append(note)
     _finish(fig, axes, "Compute: step-time overhead relative to SGD and to Adam (median; bars: "

@@ -210,6 +210,9 @@ def footnote(fig: plt.Figure, hardware: str, scale: str, notes: list[str] = ()) 
     fig.text(0.01, 0.005, text, fontsize=7, va="bottom", ha="left", wrap=True, color="#333333")
 
 
+UNKNOWN_HARDWARE = "unknown hardware"
+
+
 def one_machine(table: pd.DataFrame | None, notes: list[str]) -> pd.DataFrame | None:
     """The rows of ``table`` measured on its most common machine (a figure draws one machine);
     a note in ``notes`` names the rows left out and where they were measured."""
@@ -238,7 +241,7 @@ def hardware(*tables: pd.DataFrame | None) -> str:
             if column in table:
                 into.update(table[column].dropna().unique().tolist())
     if not kinds and not cpus:
-        return "unknown hardware"
+        return UNKNOWN_HARDWARE
     parts = [", ".join(sorted(map(str, kinds))) or "device unknown"]
     if cpus:
         count = ", ".join(str(int(c)) for c in sorted(cores)) or "?"
