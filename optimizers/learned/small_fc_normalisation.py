@@ -91,9 +91,8 @@ def norm_scales(inputs: dict[str, Any], feats: list[jax.Array], config: Any,
 # subsampled: a full-size feature's mean square over a fixed subsample of about one element in
 #   norm_stride: runs of SAMPLE_RUN contiguous elements (one 64-byte cache line of float32, so
 #   the sums read about 1/norm_stride of the memory) spaced so that they fall on every row and
-#   every column position (see sample_positions); for tensors of at least SUBSAMPLED_MIN_SIZE
-#   elements. A subsample of whole rows misjudged layers whose rows differ in scale (a first
-#   layer's rows are its input features) by up to 5x.
+#   every column position (see sample_spacing); for tensors of at least SUBSAMPLED_MIN_SIZE
+#   elements.
 # lagged: a full-size feature's mean square from the previous step, kept in the state (one
 #   float per such feature and tensor); the first step uses its own. A backend that fuses a
 #   reduction with elementwise work can then make the update one pass (see lagged_steps).
