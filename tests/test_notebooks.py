@@ -19,7 +19,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
 def test_one_notebook_per_figure_group():
     assert [p.stem for p in NOTEBOOKS] == ["1_memory", "2_compute", "3_lopt_cost", "4_ablation",
                                            "5_pareto", "6_curves", "7_architecture",
-                                           "8_generalisation"]
+                                           "8_generalisation", "9_variants"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -15,7 +15,7 @@ from bench.records.files import read_parquet
 
 REF = sources.REFERENCE
 GROUPS = ("memory", "compute", "lopt_cost", "ablation", "pareto", "curves", "architecture",
-          "generalisation")
+          "generalisation", "variants")
 
 
 @pytest.fixture(scope="module")

@@ -72,7 +72,7 @@ def _draw(group: Group, out: Path, draw: Callable[[], tuple[plt.Figure, style.Pl
 
 def build(out: Path = OUT, origin: str = "latest", results: Path = sources.RESULTS,
           reference: Path = sources.REFERENCE) -> list[Group]:
-    """Draw all eight figure groups and write the index page; returns what was drawn."""
+    """Draw all nine figure groups and write the index page; returns what was drawn."""
     from bench.figures import (
         ablation,
         architecture,
@@ -82,6 +82,7 @@ def build(out: Path = OUT, origin: str = "latest", results: Path = sources.RESUL
         lopt_cost,
         memory,
         pareto,
+        variant_tradeoff,
     )
 
     load = lambda name: sources.load(name, origin, results, reference)  # noqa: E731
@@ -202,6 +203,19 @@ def build(out: Path = OUT, origin: str = "latest", results: Path = sources.RESUL
         g.files += generalisation.draw(held_out.runs, held_out.curves, figures, scale)
         _draw(g, out, lambda: pareto.pareto_figure(held_out.runs, held_out.curves, scale,
                                                    g.notes), "generalisation_pareto")
+    groups.append(g)
+
+    g = Group("variants", "9. Faster small_fc_lopt variants: loss against update time",
+              "Each family-trained small_fc_lopt design variant's final training loss over the "
+              "exact design's (small_fc_lopt_family) on the held-out tasks, same seeds "
+              "(geometric mean over tasks; bars: range over tasks), against its update time "
+              "over Adam's at the update benchmark's largest size (its fastest path); designs "
+              "benchmarked but not meta-trained marked on the time axis.")
+    g.tables += [held_out.origin, bench.origin]
+    g.notes = _notes(held_out, bench)
+    _draw(g, out, lambda: variant_tradeoff.tradeoff_figure(
+        held_out.runs, bench.runs, describe_scale(held_out.runs, held_out.origin), g.notes),
+        "variants")
     groups.append(g)
 
     write_index(groups, out)

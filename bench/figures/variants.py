@@ -41,6 +41,31 @@ def design(row: pd.Series) -> dict:
     return out
 
 
+def changed_settings(settings: dict) -> tuple[str, ...]:
+    """The design settings (not ``NOT_DESIGN``) in ``settings`` that differ from the
+    default design, sorted."""
+    from optimizers.learned.small_fc_lopt import Config
+
+    default, config = Config(), _config(settings)
+    return tuple(k for k in sorted(settings)
+                 if k not in NOT_DESIGN and getattr(config, k) != getattr(default, k))
+
+
+def change_label(settings: dict) -> str:
+    """What ``settings`` change from the default design, as ``key=value, ...`` in YAML's
+    spelling, or "default"."""
+    config = _config(settings)
+    diff = [f"{k}={getattr(config, k)}" for k in changed_settings(settings)]
+    return ", ".join(d.replace("()", "[]").replace("True", "true").replace("False", "false")
+                     for d in diff) or "default"
+
+
+def _config(settings: dict):
+    from optimizers.learned.small_fc_lopt import Config
+
+    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+
+
 def variants(runs: pd.DataFrame) -> pd.DataFrame:
     """The small_fc_lopt rows with ``change`` (what differs from the default design, or
     "default"), ``changed`` (the names of those settings), ``num_inputs`` (accumulator + time
@@ -52,17 +77,12 @@ def variants(runs: pd.DataFrame) -> pd.DataFrame:
 
     arch = runs.get("opt_architecture", pd.Series(index=runs.index, dtype=object))
     rows = runs[arch == ARCHITECTURE].copy()
-    default = Config()
     changes, changed, inputs, paths, settings_paths = [], [], [], [], []
     for _, row in rows.iterrows():
         settings = design(row)
-        config = dataclasses.replace(default, **settings)
-        keys = tuple(k for k in sorted(settings)
-                     if k not in NOT_DESIGN and getattr(config, k) != getattr(default, k))
-        diff = [f"{k}={getattr(config, k)}" for k in keys]
-        diff = [d.replace("()", "[]").replace("True", "true").replace("False", "false")
-                for d in diff]
-        changes.append(", ".join(diff) or "default")
+        config = Config(**settings)
+        keys = changed_settings(settings)
+        changes.append(change_label(settings))
         changed.append(keys)
         inputs.append(num_features(config) + (len(time_features(0)) if config.use_time else 0))
         settings_paths.append(config.path)

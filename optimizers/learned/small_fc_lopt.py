@@ -56,8 +56,11 @@ PATHS = ("stacked", "unrolled")
 # vs 0.37 ms at 1M.
 DEFAULT_PATH = {"cpu": "unrolled", "gpu": "unrolled"}
 # The faster design options, benchmarked beside the paths by `make bench`.
+NO_FACTORED = {"use_factored": False, "use_factored_momenta": False}
 BENCHMARKED_OPTIONS = {"subsampled": {"normalisation": "subsampled"},
-                       "lagged": {"normalisation": "lagged"}}
+                       "lagged": {"normalisation": "lagged"},
+                       "no_factored": NO_FACTORED,
+                       "no_factored_subsampled": {**NO_FACTORED, "normalisation": "subsampled"}}
 
 
 @dataclasses.dataclass(frozen=True)
