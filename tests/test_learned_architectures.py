@@ -245,11 +245,12 @@ def test_nn_adam_starts_as_fixed_adam():
 PATH_SHAPES = {"w": (12, 8), "cube": (5, 4, 3), "wide": (3, 20), "b": (13,), "s": ()}
 
 
-@pytest.mark.parametrize("name", ["mlp_lopt", "rnn_mlp_lopt"])
+@pytest.mark.parametrize("name", ["mlp_lopt", "rnn_mlp_lopt", "nn_adam"])
 def test_blocked_path_matches_the_stacked_path(name, monkeypatch):
-    """Blocks of rows and the whole feature stack give the same updates and state to 1e-5
-    (relative, float32) over three steps on random parameters and gradients, with
-    meta-parameters far from their initialisation (so every output matters)."""
+    """Blocks of rows and the reference path (the whole feature stack; nn_adam's whole-tensor
+    reductions) give the same updates and state to 1e-5 (relative, float32) over three steps
+    on random parameters and gradients, with meta-parameters far from their initialisation
+    (so every output matters)."""
     module = get_architecture(name)
     monkeypatch.setattr(module, "BLOCK_ROWS", 7)
     theta = jax.tree.map(lambda w: w * 3.0 + 0.01, module.init_meta(jax.random.key(4)))
@@ -265,21 +266,23 @@ def test_blocked_path_matches_the_stacked_path(name, monkeypatch):
         for path in module.PATHS:
             out[path], states[path] = updates[path](grads, states[path], params,
                                                     value=jnp.float32(2.0 - 0.5 * step))
-        pairs = zip(jax.tree.leaves((out["stacked"], states["stacked"])),
-                    jax.tree.leaves((out["blocked"], states["blocked"])), strict=True)
+        reference, fast = module.PATHS
+        pairs = zip(jax.tree.leaves((out[reference], states[reference])),
+                    jax.tree.leaves((out[fast], states[fast])), strict=True)
         for a, b in pairs:
             scale = float(jnp.max(jnp.abs(a)))
             assert float(jnp.max(jnp.abs(a - b))) <= 1e-5 * scale
-        for a in jax.tree.leaves(out["stacked"]):
+        for a in jax.tree.leaves(out[reference]):
             assert float(jnp.max(jnp.abs(a))) > 0
-        params = optax.apply_updates(params, out["stacked"])
+        params = optax.apply_updates(params, out[reference])
 
 
-@pytest.mark.parametrize("name", ["mlp_lopt", "rnn_mlp_lopt"])
+@pytest.mark.parametrize("name", ["mlp_lopt", "rnn_mlp_lopt", "nn_adam"])
 def test_auto_path_is_the_measured_one(name):
-    """``auto`` resolves to the backend's measured path, and an unknown path is refused."""
+    """``auto`` resolves to the backend's measured path (else the reference, the first of
+    PATHS), and an unknown path is refused."""
     module = get_architecture(name)
-    expected = module.DEFAULT_PATH.get(jax.default_backend(), "stacked")
+    expected = module.DEFAULT_PATH.get(jax.default_backend(), module.PATHS[0])
     assert module.resolve_path(module.Config()) == expected
     with pytest.raises(ValueError, match="optimizer.path='fast'"):
         module.Config(path="fast")

@@ -78,8 +78,12 @@ def architecture_table(update_cost: pd.DataFrame | None = None) -> pd.DataFrame:
         })
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     if update_cost is not None and {"update_flops", "num_params"} <= set(update_cost):
-        stacked = [(arm or {}).get("path") == "stacked" for arm in style.arms(update_cost)]
-        rows = update_cost[~np.array(stacked, dtype=bool)]
+        # each learned optimizer's default design on its fast path: not a reference path
+        # (stacked, nn_adam's direct) and no design option (small_fc_lopt/no_factored ...)
+        default = [not ({k for k, v in (arm or {}).items() if v is not None} - {"path"})
+                   and (arm or {}).get("path") not in ("stacked", "direct")
+                   for arm in style.arms(update_cost)]
+        rows = update_cost[np.array(default, dtype=bool)]
         measured = rows.assign(optimizer=style.names(rows),
                                xla=rows.update_flops / rows.num_params)
         # the largest size benchmarked; small_fc_lopt on its default (unrolled) path
