@@ -54,13 +54,17 @@ def test_a_design_variant_gets_its_own_floor():
 def test_update_cost_variants_name_each_path_as_an_arm():
     """small_fc_lopt is benchmarked once per execution path and once per faster design
     option, each labelled and armed."""
-    from optimizers.learned.small_fc_lopt import PATHS
+    from optimizers.learned.small_fc_lopt import NO_FACTORED, PATHS
 
     found = update_cost.variants(["small_fc_lopt", "adam"])
     assert [(v.label, v.name, v.arm) for v in found] == [
         *((f"small_fc_lopt/{p}", "small_fc_lopt", {"path": p}) for p in PATHS),
         ("small_fc_lopt/subsampled", "small_fc_lopt", {"normalisation": "subsampled"}),
         ("small_fc_lopt/lagged", "small_fc_lopt", {"normalisation": "lagged"}),
+        ("small_fc_lopt/no_factored", "small_fc_lopt", NO_FACTORED),
+        ("small_fc_lopt/no_factored_subsampled", "small_fc_lopt",
+         {**NO_FACTORED, "normalisation": "subsampled"}),
         ("adam", "adam", None)]
     assert [v.config.path for v in found[:len(PATHS)]] == list(PATHS)
-    assert found[-2].config.normalisation == "lagged"
+    assert found[-4].config.normalisation == "lagged"
+    assert not found[-3].config.use_factored and found[-2].config.normalisation == "subsampled"

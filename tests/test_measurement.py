@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import numpy as np
 import optax
 import pytest
 
@@ -56,21 +57,27 @@ def test_update_and_gradient_times_are_within_the_fused_step():
 def test_scan_and_per_call_protocols_agree_where_dispatch_does_not_dominate():
     """On a step of several milliseconds, timing blocks of steps and single calls agree.
 
-    Compared at the 10th percentile: other load on a shared machine only ever adds time, so
-    the fast end of each distribution is the steadier estimate of the step's own cost.
+    Compared at the 10th percentile, the lower of two rounds taken alternately: other load on
+    a shared machine (another test worker) only ever adds time, so the fast end of each
+    distribution is the steadier estimate of the step's own cost.
     """
     # Sized so that a step takes milliseconds on the device at hand.
     width, batch = (512, 512) if jax.default_backend() == "cpu" else (4096, 8192)
     task = synthetic_mlp(inputs=width, hidden_sizes=(2 * width,), classes=10, batch_size=batch,
                          num_train=2 * batch, num_eval=64)
     tx = optax.with_extra_args_support(optax.adam(1e-3))
-    scan = measure_costs(task, tx, RunSettings(timing_protocol="scan", timing_block=5,
-                                               timing_steps=40, warmup_steps=2))
-    per_call = measure_costs(task, tx, RunSettings(timing_protocol="per_call",
-                                                   timing_steps=40, warmup_steps=2))
-    assert scan["timing_protocol"] == "scan" and per_call["timing_protocol"] == "per_call"
-    assert scan["step_time_p10_s"] > 1e-3, "task too small for the comparison to mean much"
-    ratio = per_call["step_time_p10_s"] / scan["step_time_p10_s"]
+    settings = {"scan": RunSettings(timing_protocol="scan", timing_block=5, timing_steps=40,
+                                    warmup_steps=2),
+                "per_call": RunSettings(timing_protocol="per_call", timing_steps=40,
+                                        warmup_steps=2)}
+    fastest = {name: np.inf for name in settings}
+    for _ in range(2):
+        for name, run in settings.items():
+            costs = measure_costs(task, tx, run)
+            assert costs["timing_protocol"] == name
+            fastest[name] = min(fastest[name], costs["step_time_p10_s"])
+    assert fastest["scan"] > 1e-3, "task too small for the comparison to mean much"
+    ratio = fastest["per_call"] / fastest["scan"]
     assert 0.75 < ratio < 1.33, ratio
 
 
