@@ -37,7 +37,7 @@ TABLE_COLUMNS = ("task", "optimizer", "meta_trained_on", "seeds", "loss", "adam_
                  "speedup_high")
 
 
-def _clipped_loss(runs: pd.DataFrame) -> pd.Series:
+def clipped_loss(runs: pd.DataFrame) -> pd.Series:
     """Final training loss, at most the task's clip; a non-finite one counts as the clip (or
     the run's first loss where there is no clip)."""
     clip = runs["num_classes"].map(loss_clip) if "num_classes" in runs else np.inf
@@ -57,7 +57,7 @@ def generalisation_table(runs: pd.DataFrame) -> pd.DataFrame:
     Adam's on the same task, their ratio with a 95% bootstrap interval, and the mean speedup
     over Adam (where ``runs`` carries ``speedup_over_adam``)."""
     runs = newest_per_seed(runs[runs["status"].isin(["ok", "diverged"])]).copy()
-    runs["clipped_loss"] = _clipped_loss(runs)
+    runs["clipped_loss"] = clipped_loss(runs)
     rows = []
     for task, group in runs.groupby("task", sort=True):
         adam = group[is_tuned_adam(group)]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bench.figures import style
-from bench.figures.generalisation import _clipped_loss, is_tuned_adam
+from bench.figures.generalisation import clipped_loss, is_tuned_adam
 from bench.figures.variants import change_label, variants
 
 REFERENCE_CHECKPOINT = "small_fc_lopt_family"  # the exact design, family-trained
@@ -47,7 +47,7 @@ def loss_ratios(runs: pd.DataFrame | None) -> pd.DataFrame:
         return pd.DataFrame(columns=["change", "checkpoint", "loss_over_exact", "low", "high",
                                      "loss_over_adam", "tasks", "seeds"])
     runs = runs[runs.status.isin(["ok", "diverged"])].copy()
-    runs["clipped_loss"] = _clipped_loss(runs)
+    runs["clipped_loss"] = clipped_loss(runs)
     lopt = variants(runs)
     lopt = lopt[lopt.get("meta_trained_on", pd.Series(index=lopt.index, dtype=object))
                 .fillna("standard").ne("standard")]
