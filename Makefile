@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SWEEP ?= default
 SCALE ?= cpu
 ARGS ?=
-BENCH ?= update_cost seed_throughput
+BENCH ?= update_cost seed_throughput meta_throughput
 FASHION_MNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup data sweep figures sweep-figures paper bench gpu-check test lint help meta-train \
@@ -95,7 +95,8 @@ checkpoints: $(CHECKPOINTS)/small_fc_lopt.npz $(CHECKPOINTS)/small_fc_lopt_hidde
 	$(CHECKPOINTS)/small_fc_lopt_hidden16.npz $(CHECKPOINTS)/small_fc_lopt_no_factored.npz \
 	$(CHECKPOINTS)/mlp_lopt.npz $(CHECKPOINTS)/small_fc_lopt_family.npz \
 	$(CHECKPOINTS)/mlp_lopt_family.npz $(CHECKPOINTS)/small_fc_lopt_no_factored_family.npz \
-	$(CHECKPOINTS)/small_fc_lopt_subsampled_family.npz
+	$(CHECKPOINTS)/small_fc_lopt_subsampled_family.npz \
+	$(CHECKPOINTS)/small_fc_lopt_wide_family.npz
 
 $(CHECKPOINTS)/small_fc_lopt.npz: | setup
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt outer.steps=6000 $(META_RECIPE) ship=$@
@@ -117,9 +118,11 @@ $(CHECKPOINTS)/mlp_lopt.npz: | setup
 # to unit norm before averaging (outer.balance=unit). Their small state is kept
 # in results/reference/meta/<name>/, so a long run can be stopped (ARGS=stop_after=N) and
 # carried on from a fresh clone by running the recipe again.
-FAMILY_RECIPE = family=image_family outer.tasks_per_step=4 outer.balance=unit \
+FAMILY ?= image_family
+FAMILY_EVAL_EVERY ?= 500
+FAMILY_RECIPE = family=$(FAMILY) outer.tasks_per_step=4 outer.balance=unit \
 	outer.learning_rate=0.001 \
-	outer.warmup_steps=100 outer.eval_every=500 outer.checkpoint_every=100 \
+	outer.warmup_steps=100 outer.eval_every=$(FAMILY_EVAL_EVERY) outer.checkpoint_every=100 \
 	keep_state_in=results/reference/meta/$(notdir $(basename $@)) ship=$@ $(ARGS)
 $(CHECKPOINTS)/small_fc_lopt_family.npz: | setup $(CHECKPOINTS)/small_fc_lopt.npz
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.checkpoint=small_fc_lopt \
@@ -133,6 +136,13 @@ $(CHECKPOINTS)/small_fc_lopt_subsampled_family.npz: | setup $(CHECKPOINTS)/small
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.checkpoint=small_fc_lopt \
 		optimizer.normalisation=subsampled name=small_fc_lopt_subsampled_family \
 		outer.steps=4000 $(FAMILY_RECIPE)
+# The same recipe on wider and deeper members (conf/family/image_family_wide.yaml), validated
+# every 250 outer steps on four tasks.
+$(CHECKPOINTS)/small_fc_lopt_wide_family.npz: FAMILY = image_family_wide
+$(CHECKPOINTS)/small_fc_lopt_wide_family.npz: FAMILY_EVAL_EVERY = 250
+$(CHECKPOINTS)/small_fc_lopt_wide_family.npz: | setup $(CHECKPOINTS)/small_fc_lopt.npz
+	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.checkpoint=small_fc_lopt \
+		name=small_fc_lopt_wide_family outer.steps=2000 $(FAMILY_RECIPE)
 $(CHECKPOINTS)/mlp_lopt_family.npz: | setup $(CHECKPOINTS)/mlp_lopt.npz
 	$(PY) -m bench.meta_train optimizer=mlp_lopt optimizer.checkpoint=mlp_lopt name=mlp_lopt_family \
 		outer.steps=4000 $(FAMILY_RECIPE)

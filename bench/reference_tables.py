@@ -116,6 +116,25 @@ def seed_throughput(ref: Path) -> str:
                            f"{first.steps} steps, fastest of {table.repeat.nunique()} rounds"))
 
 
+def meta_throughput(ref: Path) -> str:
+    """Outer steps per second of meta-training against the tasks drawn per outer step."""
+    table = read_parquet(ref / "meta_throughput.parquet").sort_values("tasks_per_step")
+    one = table.iloc[0]
+    rows = [[str(r.tasks_per_step), fmt(r.outer_steps_per_s, ".2f"),
+             f"{r.step_time_median_s * 1e3:.0f} ({r.step_time_p10_s * 1e3:.0f}-"
+             f"{r.step_time_p90_s * 1e3:.0f})", fmt(r.inner_steps_per_s, ".0f"),
+             fmt(r.outer_steps_per_s * r.tasks_per_step / one.outer_steps_per_s, ".2f")]
+            for r in table.itertuples()]
+    return markdown(["tasks per outer step", "outer steps / s", "step ms (p10-p90)",
+                     "inner steps / s", "tasks per second over one task's"], rows,
+                    source("meta_throughput.parquet", table,
+                           f"`make bench BENCH=meta_throughput`: {one.optimizer} on "
+                           f"`{one.family}` ({one.family_tasks} tasks), PES with "
+                           f"{one.particles} pairs x truncation {one.truncation}, median of "
+                           f"{one.timed_steps} outer steps per row after every estimator's "
+                           "compile"))
+
+
 def per_arm(runs: pd.DataFrame, by: str, sort: str) -> pd.DataFrame:
     """Per ``by``, over ok runs: seeds, mean and sd of the final training and evaluation
     losses, median step time and step over SGD's, mean state floats per parameter."""
@@ -173,13 +192,13 @@ def tuned_adam(ref: Path) -> str:
 def generalisation(ref: Path) -> str:
     """Per held-out task: tuned Adam's rate and loss, and each learned checkpoint's final
     training loss over it with its 95% bootstrap interval (and speedup where curves exist)."""
-    from bench.figures.generalisation import generalisation_table
+    from bench.figures.generalisation import generalisation_table, is_tuned_adam
 
     runs = read_parquet(ref / "paper/generalisation_runs.parquet")  # scored when shipped
     table = generalisation_table(runs)
     labels = sorted(table.optimizer.unique())
     trained = table.drop_duplicates("optimizer").set_index("optimizer").meta_trained_on
-    adam = runs[runs.optimizer.astype(str).str.endswith("(tuned)")]
+    adam = runs[is_tuned_adam(runs)]
     rates = adam.groupby("task").opt_learning_rate.first()
 
     def cell(row: pd.Series) -> str:
@@ -203,8 +222,8 @@ def generalisation(ref: Path) -> str:
 
 
 TABLES: dict[str, Callable[[Path], str]] = {
-    **{f.__name__: f for f in (default_sweep, seed_throughput, lopt_vs_adam, tuned_adam,
-                               generalisation)},
+    **{f.__name__: f for f in (default_sweep, seed_throughput, meta_throughput, lopt_vs_adam,
+                               tuned_adam, generalisation)},
     "update_cost": partial(update_table, learned=False),
     "lopt_update_cost": partial(update_table, learned=True)}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.benchmarks import update_cost
+from bench.benchmarks import meta_throughput, update_cost
 from bench.records.files import read_parquet
 from optimizers.learned.costs import learned_update_cost
 
@@ -22,6 +22,20 @@ def test_update_cost_benchmark_writes_its_table(tmp_path):
     assert row["time_over_floor"] == row["update_time_median_s"] / row["floor_s"]
     assert row["gemm_flops_per_s"] > 0 and row["elementwise_flops_per_s"] > 0
     assert (tmp_path / "update_cost.png").exists()
+
+
+def test_meta_throughput_benchmark_writes_a_row_per_count_of_tasks(tmp_path):
+    """The standard family (one task) at a tiny estimator: a count above the family's size
+    times every task, once."""
+    code = meta_throughput.main(["--family", "standard", "--tasks-per-step", "1", "3",
+                                 "--steps", "3", "--particles", "1", "--truncation", "2",
+                                 "--out", str(tmp_path)])
+    assert code == 0
+    [row] = read_parquet(tmp_path / "meta_throughput.parquet").to_dict("records")
+    assert (row["tasks_per_step"], row["family_tasks"], row["timed_steps"]) == (1, 1, 3)
+    assert row["outer_steps_per_s"] == pytest.approx(1 / row["step_time_median_s"])
+    assert row["inner_steps_per_s"] == pytest.approx(2 * 2 * row["outer_steps_per_s"])
+    assert meta_throughput.main(["--family", "nonesuch", "--out", str(tmp_path)]) == 2
 
 
 RATES = {"gemm_flops_per_s": 1e11, "elementwise_flops_per_s": 2e10}

@@ -46,6 +46,7 @@ def test_tuned_adam_is_planned_per_task_from_the_reference(tmp_path):
     (arm,) = tuned_arms(tables, "a")
     assert (arm.name, arm.label, dict(arm.hparams)) == ("adam", "adam(tuned)",
                                                         {"learning_rate": 0.01})
+    assert arm.tuned_from == str(tmp_path / "grid.csv")
     with pytest.raises(SweepConfigError, match="no tuned learning rate for task 'c'"):
         tuned_arms(tables, "c")
     with pytest.raises(SweepConfigError, match="no such table"):
@@ -63,7 +64,8 @@ def test_scores_are_ratios_to_tuned_adam_with_diverged_runs_at_the_clip():
     for seed, (adam, lopt) in enumerate([(0.5, 0.4), (0.6, 0.5), (0.7, np.nan)]):
         base = {"task": "t", "seed": seed, "num_classes": 10, "first_train_loss": 2.3}
         rows += [{**base, "optimizer": "adam(tuned)", "optimizer_name": "adam",
-                  "status": "ok", "final_train_loss": adam, "meta_trained_on": None},
+                  "tuned_from": "grid.csv", "status": "ok", "final_train_loss": adam,
+                  "meta_trained_on": None},
                  {**base, "optimizer": "small_fc_lopt", "optimizer_name": "small_fc_lopt",
                   "status": "ok" if seed < 2 else "diverged", "final_train_loss": lopt,
                   "meta_trained_on": "image_family"}]

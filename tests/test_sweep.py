@@ -155,7 +155,7 @@ def _arm_count(entries) -> int:
 def _arm_settings(entries, planned: RunSpec, group: str) -> dict:
     """The preset's settings of the arm ``planned`` runs (its optimizer's or task's)."""
     name = planned.optimizer_name if group == "optimizer" else planned.task.split("(")[0]
-    if group == "optimizer" and planned.optimizer.endswith("(tuned)"):
+    if group == "optimizer" and planned.tuned_from:
         return dict(planned.arm)  # sweep.tuned: the rate its table gives this task
     if not isinstance(entries, dict) or entries.get(name) is None:
         return {}

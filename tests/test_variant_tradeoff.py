@@ -31,7 +31,7 @@ def _runs() -> pd.DataFrame:
                     "task": task, "optimizer": label, "optimizer_name": name, "seed": seed,
                     "status": "ok", "num_classes": 10, "final_train_loss": loss,
                     "opt_architecture": "small_fc_lopt" if lopt else None,
-                    "opt_checkpoint": checkpoint,
+                    "opt_checkpoint": checkpoint, "tuned_from": None if lopt else "grid.csv",
                     "meta_trained_on": None if not lopt else (
                         "standard" if label == "specialist" else "image_family"),
                     **(settings if lopt else {})})

@@ -48,8 +48,10 @@ def clipped_loss(runs: pd.DataFrame) -> pd.Series:
 
 
 def is_tuned_adam(runs: pd.DataFrame) -> pd.Series:
-    return runs["optimizer"].astype(str).str.endswith("(tuned)") & (
-        runs["optimizer_name"] == "adam")
+    """Adam's runs at a learning rate read from a table of tuned rates (``sweep.tuned``)."""
+    if "tuned_from" not in runs:
+        return pd.Series(False, index=runs.index)
+    return runs["tuned_from"].notna() & (runs["optimizer_name"] == "adam")
 
 
 def generalisation_table(runs: pd.DataFrame) -> pd.DataFrame:

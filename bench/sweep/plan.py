@@ -9,7 +9,8 @@ structured config and the user's command-line overrides applied last, so
 
 ``sweep.tuned`` maps an optimizer to a table of tuned learning rates (the tuned-Adam grid that
 ``bench.analysis.normalise`` writes): each task then gets one more arm, that optimizer at the
-learning rate the table marks best for the task, labelled ``<optimizer>(tuned)``.
+learning rate the table marks best for the task, labelled ``<optimizer>(tuned)`` and recorded
+with the table's path (the ``tuned_from`` column).
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ def override_key(override: str) -> str:
 
 
 class Arm(NamedTuple):
-    """One setting of a config group: its config name, settings, display label, and the
-    settings that vary between the arms of its name (empty for a name with one setting)."""
+    """One setting of a config group: its config name, settings, display label, the settings
+    that vary between the arms of its name (empty for a name with one setting) and, for a tuned
+    arm, the table its learning rate came from."""
 
     name: str
     hparams: Mapping[str, Any]
     label: str
     varying: Mapping[str, Any] = {}
+    tuned_from: str | None = None
 
 
 def _arms(axis: str, entries: Mapping[str, Any] | Sequence[str]) -> list[Arm]:
@@ -92,7 +95,7 @@ def tuned_arms(tables: Mapping[str, tuple[str, pd.DataFrame]], task: str) -> lis
                 "add the task to conf/sweep/tune_adam.yaml, run `make sweep SWEEP=tune_adam` "
                 "and `python -m bench.analysis.normalise results/tune_adam`")
         rate = {"learning_rate": float(best["learning_rate"].iloc[0])}
-        arms.append(Arm(name, rate, f"{name}(tuned)", rate))
+        arms.append(Arm(name, rate, f"{name}(tuned)", rate, table))
     return arms
 
 
@@ -141,7 +144,7 @@ def plan_runs(
                     optimizer=name if custom_target else opt.label, task=task.label, seed=seed,
                     overrides=(*choices, *passthrough), config=config, optimizer_name=name,
                     arm=opt.varying, optimizer_config="" if custom_target else opt.name,
-                    code_version=code_version, vmapped=vmapped))
+                    code_version=code_version, vmapped=vmapped, tuned_from=opt.tuned_from))
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise SweepConfigError("the sweep plans the same run twice (identical configs)")

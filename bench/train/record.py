@@ -82,6 +82,7 @@ def config_columns(spec: RunSpec, sweep_name: str) -> dict[str, Any]:
         "optimizer": spec.optimizer,
         "optimizer_name": spec.optimizer_name or spec.optimizer,
         "arm": dict(spec.arm) or None,
+        "tuned_from": spec.tuned_from,
         "task": spec.task,
         "seed": spec.seed,
         "optimizer_config": spec.optimizer_config or None,

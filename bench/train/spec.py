@@ -37,6 +37,9 @@ class RunSpec:
         config); part of the identity, so that a run on other data is another run.
       checkpoint_digest: a hash of the learned optimizer's checkpoint file (None: none); part
         of the identity, so that a run with re-trained meta-parameters is another run.
+      tuned_from: the table of tuned learning rates this arm's rate was read from
+        (``sweep.tuned``; None: the preset sets the rate); not part of the identity, which the
+        rate itself is.
     """
 
     optimizer: str
@@ -51,6 +54,7 @@ class RunSpec:
     vmapped: bool = False
     data_fingerprint: str | None = None
     checkpoint_digest: str | None = None
+    tuned_from: str | None = field(default=None, compare=False)
 
     @property
     def config_identity(self) -> dict[str, Any]:
@@ -93,11 +97,12 @@ class RunSpec:
                 "optimizer_name": self.optimizer_name, "arm": dict(self.arm),
                 "optimizer_config": self.optimizer_config, "code_version": self.code_version,
                 "vmapped": self.vmapped, "data_fingerprint": self.data_fingerprint,
-                "checkpoint_digest": self.checkpoint_digest}
+                "checkpoint_digest": self.checkpoint_digest, "tuned_from": self.tuned_from}
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> RunSpec:
         return cls(data["optimizer"], data["task"], int(data["seed"]), tuple(data["overrides"]),
                    OmegaConf.create(data["config"]), data["optimizer_name"], data["arm"],
                    data["optimizer_config"], data["code_version"], data["vmapped"],
-                   data["data_fingerprint"], data.get("checkpoint_digest"))
+                   data["data_fingerprint"], data.get("checkpoint_digest"),
+                   data.get("tuned_from"))

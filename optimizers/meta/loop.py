@@ -148,6 +148,24 @@ def draw_tasks(count: int | None, weights: Sequence[float], seed: int, step: int
     return sorted(int(i) for i in rng.choice(total, size=count, replace=False, p=probabilities))
 
 
+def combined_estimate(estimators: Sequence[Estimator], theta: Any,
+                      particles: Sequence[Particles], chosen: Sequence[int], key: jax.Array,
+                      balance: str = "mean") -> tuple[Any, tuple[Particles, ...], jax.Array]:
+    """One outer step's meta-gradient: the ``chosen`` estimators' estimates (each with its own
+    key folded from ``key``) combined as ``balance`` says; returns it, every estimator's
+    particles (the chosen ones advanced) and the chosen tasks' mean meta-loss."""
+    gradients, particles, meta_losses = [], list(particles), []
+    for i in chosen:
+        gradient, particles[i], metrics = estimators[i].estimate(
+            theta, particles[i], jax.random.fold_in(key, i))
+        gradients.append(gradient)
+        meta_losses.append(metrics["meta_loss"])
+    if balance == "unit":
+        gradients = [_unit(g) for g in gradients]
+    gradient = jax.tree.map(lambda *g: sum(g) / len(g), *gradients)
+    return gradient, tuple(particles), jnp.mean(jnp.stack(meta_losses))
+
+
 class Progress:
     """A line at most every ``seconds`` (and at the end): outer step, meta-loss, last
     evaluation, the speed since the previous line (compiles excluded once warm) and time left."""
@@ -245,18 +263,11 @@ def meta_train(
         tick = time.perf_counter()
         key = jax.random.fold_in(jax.random.fold_in(base, 2), step)
         chosen = draw_tasks(settings.tasks_per_step, weights, settings.seed, step)
-        gradients, particles, meta_losses = [], list(state.particles), []
-        for i in chosen:
-            gradient, particles[i], metrics = estimators[i].estimate(
-                state.theta, particles[i], jax.random.fold_in(key, i))
-            gradients.append(gradient)
-            meta_losses.append(metrics["meta_loss"])
-        if settings.balance == "unit":
-            gradients = [_unit(g) for g in gradients]
-        gradient = jax.tree.map(lambda *g: sum(g) / len(g), *gradients)
+        gradient, particles, meta_loss = combined_estimate(
+            estimators, state.theta, state.particles, chosen, key, settings.balance)
         theta, outer_state, norm = apply(state.theta, state.outer_state, gradient)
-        state = state._replace(theta=theta, outer_state=outer_state, particles=tuple(particles))
-        meta_loss = float(np.mean([float(m) for m in meta_losses]))
+        state = state._replace(theta=theta, outer_state=outer_state, particles=particles)
+        meta_loss = float(meta_loss)
         evaluation = float("nan")
         if step % settings.eval_every == 0 or step == settings.steps:
             evaluation = last_eval = run_evaluation(step)
