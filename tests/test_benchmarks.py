@@ -78,7 +78,10 @@ def test_update_cost_variants_name_each_path_as_an_arm():
         ("small_fc_lopt/no_factored", "small_fc_lopt", NO_FACTORED),
         ("small_fc_lopt/no_factored_subsampled", "small_fc_lopt",
          {**NO_FACTORED, "normalisation": "subsampled"}),
+        ("small_fc_lopt/lean", "small_fc_lopt",
+         {**NO_FACTORED, "momentum_decays": [0.9], "hidden_size": 2, "hidden_layers": 1}),
         ("adam", "adam", None)]
     assert [v.config.path for v in found[:len(PATHS)]] == list(PATHS)
-    assert found[-4].config.normalisation == "lagged"
-    assert not found[-3].config.use_factored and found[-2].config.normalisation == "subsampled"
+    assert found[-5].config.normalisation == "lagged"
+    assert not found[-4].config.use_factored and found[-3].config.normalisation == "subsampled"
+    assert list(found[-2].config.momentum_decays) == [0.9]

@@ -60,7 +60,10 @@ NO_FACTORED = {"use_factored": False, "use_factored_momenta": False}
 BENCHMARKED_OPTIONS = {"subsampled": {"normalisation": "subsampled"},
                        "lagged": {"normalisation": "lagged"},
                        "no_factored": NO_FACTORED,
-                       "no_factored_subsampled": {**NO_FACTORED, "normalisation": "subsampled"}}
+                       "no_factored_subsampled": {**NO_FACTORED, "normalisation": "subsampled"},
+                       # 6 features, one momentum, 2 hidden units: state 2 floats per parameter
+                       "lean": {**NO_FACTORED, "momentum_decays": [0.9], "hidden_size": 2,
+                                "hidden_layers": 1}}
 
 
 @dataclasses.dataclass(frozen=True)
