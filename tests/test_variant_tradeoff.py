@@ -81,3 +81,13 @@ def test_variant_figure_draws_the_reference_tables():
     assert (table.update_over_adam.dropna() > 0).all()
     fig, _ = tradeoff_figure(runs, bench, "test")
     assert len(style.read_back(fig)) == table.loss_over_exact.notna().sum()
+
+
+def test_a_list_setting_read_back_from_parquet_labels_its_change():
+    """A decay list comes back from a Parquet arm as an array: it is compared and labelled as
+    the list it was."""
+    from bench.figures.variants import change_label
+
+    arm = {"momentum_decays": np.array([0.9]), "hidden_size": 2, "use_factored": False}
+    assert change_label(arm) == "hidden_size=2, momentum_decays=[0.9], use_factored=false"
+    assert change_label({"momentum_decays": np.array([0.9, 0.99, 0.999])}) == "default"

@@ -16,6 +16,7 @@ missing one.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -81,6 +82,10 @@ def generalisation_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
 
+LEGEND_ROW_INCHES = 0.22
+FOOTNOTE_INCHES = 0.4
+
+
 def generalisation_figure(table: pd.DataFrame, scale: str, hardware: str,
                           notes: list[str] = ()) -> tuple[plt.Figure, style.PlotData]:
     """Left: loss over tuned Adam per held-out task (log scale, 1 = Adam); right: speedup
@@ -121,9 +126,16 @@ def generalisation_figure(table: pd.DataFrame, scale: str, hardware: str,
         ax.set_title(title)
     left.set_ylabel("ratio (below 1: better than Adam)")
     right.set_ylabel("Adam's steps to the same loss / steps (above 1: faster)")
-    left.legend(fontsize=8, loc="upper left")
+    # Below both panels, two columns: the checkpoints' labels are long and many.
+    handles, names = left.get_legend_handles_labels()
+    rows = math.ceil(len(names) / 2)
+    height = 4.8 + LEGEND_ROW_INCHES * rows
+    fig.set_size_inches(12, height)
+    top = (FOOTNOTE_INCHES + 0.2 * len(notes) + LEGEND_ROW_INCHES * rows + 0.1) / height
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, top), ncol=2,
+               fontsize=8, frameon=False)
     style.footnote(fig, hardware, scale, list(notes))
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, top, 1, 1))
     return fig, data
 
 

@@ -55,15 +55,21 @@ def change_label(settings: dict) -> str:
     """What ``settings`` change from the default design, as ``key=value, ...`` in YAML's
     spelling, or "default"."""
     config = _config(settings)
-    diff = [f"{k}={getattr(config, k)}" for k in changed_settings(settings)]
-    return ", ".join(d.replace("()", "[]").replace("True", "true").replace("False", "false")
-                     for d in diff) or "default"
+    def yaml(value: Any) -> str:
+        if isinstance(value, tuple):
+            return "[" + ", ".join(yaml(v) for v in value) + "]"
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    return ", ".join(f"{k}={yaml(getattr(config, k))}"
+                     for k in changed_settings(settings)) or "default"
 
 
 def _config(settings: dict):
     from optimizers.learned.small_fc_lopt import Config
 
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+    # list settings come back from Parquet as arrays
+    return Config(**{k: tuple(np.asarray(v).tolist()) if isinstance(v, (list, tuple, np.ndarray))
+                     else v for k, v in settings.items()})
 
 
 def variants(runs: pd.DataFrame) -> pd.DataFrame:
