@@ -96,7 +96,8 @@ checkpoints: $(CHECKPOINTS)/small_fc_lopt.npz $(CHECKPOINTS)/small_fc_lopt_hidde
 	$(CHECKPOINTS)/mlp_lopt.npz $(CHECKPOINTS)/small_fc_lopt_family.npz \
 	$(CHECKPOINTS)/mlp_lopt_family.npz $(CHECKPOINTS)/small_fc_lopt_no_factored_family.npz \
 	$(CHECKPOINTS)/small_fc_lopt_subsampled_family.npz \
-	$(CHECKPOINTS)/small_fc_lopt_wide_family.npz
+	$(CHECKPOINTS)/small_fc_lopt_wide_family.npz $(CHECKPOINTS)/small_fc_lopt_linear.npz \
+	$(CHECKPOINTS)/small_fc_lopt_linear_wide_family.npz
 
 $(CHECKPOINTS)/small_fc_lopt.npz: | setup
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt outer.steps=6000 $(META_RECIPE) ship=$@
@@ -110,6 +111,13 @@ $(CHECKPOINTS)/small_fc_lopt_no_factored.npz: | setup
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.use_factored=false \
 		optimizer.use_factored_momenta=false name=small_fc_lopt_no_factored outer.steps=3000 \
 		$(META_RECIPE) ship=$@
+# The linear design (update benchmark's small_fc_lopt/linear): no hidden layer, no factored
+# features, no parameter feature, one momentum at 0.99.
+LINEAR := optimizer.use_factored=false optimizer.use_factored_momenta=false \
+	'optimizer.momentum_decays=[0.99]' optimizer.hidden_layers=0 optimizer.use_param=false
+$(CHECKPOINTS)/small_fc_lopt_linear.npz: | setup
+	$(PY) -m bench.meta_train optimizer=small_fc_lopt $(LINEAR) name=small_fc_lopt_linear \
+		outer.steps=3000 $(META_RECIPE) ship=$@
 $(CHECKPOINTS)/mlp_lopt.npz: | setup
 	$(PY) -m bench.meta_train optimizer=mlp_lopt outer.steps=3000 $(META_RECIPE) ship=$@
 
@@ -143,6 +151,13 @@ $(CHECKPOINTS)/small_fc_lopt_wide_family.npz: FAMILY_EVAL_EVERY = 250
 $(CHECKPOINTS)/small_fc_lopt_wide_family.npz: | setup $(CHECKPOINTS)/small_fc_lopt.npz
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.checkpoint=small_fc_lopt \
 		name=small_fc_lopt_wide_family outer.steps=2000 $(FAMILY_RECIPE)
+$(CHECKPOINTS)/small_fc_lopt_linear_wide_family.npz: FAMILY = image_family_wide
+$(CHECKPOINTS)/small_fc_lopt_linear_wide_family.npz: FAMILY_EVAL_EVERY = 250
+$(CHECKPOINTS)/small_fc_lopt_linear_wide_family.npz: | setup \
+		$(CHECKPOINTS)/small_fc_lopt_linear.npz
+	$(PY) -m bench.meta_train optimizer=small_fc_lopt $(LINEAR) \
+		optimizer.checkpoint=small_fc_lopt_linear name=small_fc_lopt_linear_wide_family \
+		outer.steps=2000 $(FAMILY_RECIPE)
 $(CHECKPOINTS)/mlp_lopt_family.npz: | setup $(CHECKPOINTS)/mlp_lopt.npz
 	$(PY) -m bench.meta_train optimizer=mlp_lopt optimizer.checkpoint=mlp_lopt name=mlp_lopt_family \
 		outer.steps=4000 $(FAMILY_RECIPE)

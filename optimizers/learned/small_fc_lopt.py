@@ -57,13 +57,17 @@ PATHS = ("stacked", "unrolled")
 DEFAULT_PATH = {"cpu": "unrolled", "gpu": "unrolled"}
 # The faster design options, benchmarked beside the paths by `make bench`.
 NO_FACTORED = {"use_factored": False, "use_factored_momenta": False}
+# A linear learned optimizer on 5 features (gradient, one momentum, rms, rsqrt(rms), momentum *
+# rsqrt(rms)) and the time features: state 2 floats per parameter.
+LINEAR = {**NO_FACTORED, "momentum_decays": [0.99], "hidden_layers": 0, "use_param": False}
 BENCHMARKED_OPTIONS = {"subsampled": {"normalisation": "subsampled"},
                        "lagged": {"normalisation": "lagged"},
                        "no_factored": NO_FACTORED,
                        "no_factored_subsampled": {**NO_FACTORED, "normalisation": "subsampled"},
                        # 6 features, one momentum, 2 hidden units: state 2 floats per parameter
                        "lean": {**NO_FACTORED, "momentum_decays": [0.9], "hidden_size": 2,
-                                "hidden_layers": 1}}
+                                "hidden_layers": 1},
+                       "linear": LINEAR}
 
 
 @dataclasses.dataclass(frozen=True)
