@@ -21,19 +21,24 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import optax
 import pandas as pd
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from bench.measure.hardware import host_facts
 from bench.meta_train import CONF_DIR, build, family_members, lopt_from_config
 from bench.records.files import atomic_write
 from optimizers.learned import get_architecture
 from optimizers.meta.estimators import EstimatorSettings, make_estimator
-from optimizers.meta.loop import OuterSettings, combined_estimate, draw_tasks, outer_optimizer
+from optimizers.meta.loop import (
+    OuterSettings,
+    combined_estimate,
+    draw_tasks,
+    outer_apply,
+    outer_optimizer,
+)
 
 
-def load_config(group: str, name: str, overrides: list[str]) -> OmegaConf:
+def load_config(group: str, name: str, overrides: list[str]) -> DictConfig:
     """conf/<group>/<name>.yaml with ``key=value`` overrides applied."""
     path = CONF_DIR / group / f"{name}.yaml"
     if not path.is_file():
@@ -56,12 +61,7 @@ def measure(optimizer: str, family: str, counts: list[int], steps: int,
                   for m in train]
     weights = [m.weight for m in train]
     update, _ = outer_optimizer(OuterSettings(steps=1000))
-
-    @jax.jit
-    def apply(theta, outer_state, gradient):
-        updates, outer_state = update.update(gradient, outer_state, theta)
-        return optax.apply_updates(theta, updates), outer_state
-
+    apply = outer_apply(update)
     key = jax.random.key(0)
     particles = tuple(est.init(theta, jax.random.fold_in(key, i))
                       for i, est in enumerate(estimators))
@@ -82,24 +82,23 @@ def measure(optimizer: str, family: str, counts: list[int], steps: int,
             tick = time.perf_counter()
             gradient, particles, loss = combined_estimate(
                 estimators, theta, particles, chosen, jax.random.fold_in(key, step), balance)
-            theta, outer_state = apply(theta, outer_state, gradient)
+            theta, outer_state, _ = apply(theta, outer_state, gradient)
             jax.block_until_ready((theta, loss))
             seconds.append(time.perf_counter() - tick)
-        drawn = count
         median = float(np.median(seconds))
         rows.append({
-            "optimizer": optimizer, "family": family, "tasks_per_step": drawn,
+            "optimizer": optimizer, "family": family, "tasks_per_step": count,
             "family_tasks": len(estimators), "timed_steps": steps,
             "step_time_median_s": median,
             "step_time_p10_s": float(np.quantile(seconds, 0.1)),
             "step_time_p90_s": float(np.quantile(seconds, 0.9)),
             "outer_steps_per_s": 1.0 / median,
-            "inner_steps_per_s": drawn * 2 * settings.particles * settings.truncation / median,
+            "inner_steps_per_s": count * 2 * settings.particles * settings.truncation / median,
             "particles": settings.particles, "truncation": settings.truncation,
             "compile_all_s": compile_s,
         })
         row = rows[-1]
-        print(f"{drawn:>3} tasks per step: {row['outer_steps_per_s']:.2f} outer steps/s "
+        print(f"{count:>3} tasks per step: {row['outer_steps_per_s']:.2f} outer steps/s "
               f"(step {median * 1e3:.0f} ms, p10-p90 {row['step_time_p10_s'] * 1e3:.0f}-"
               f"{row['step_time_p90_s'] * 1e3:.0f}), {row['inner_steps_per_s']:.0f} inner "
               "steps/s", flush=True)

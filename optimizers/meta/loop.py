@@ -100,6 +100,17 @@ def outer_optimizer(settings: OuterSettings) -> tuple[optax.GradientTransformati
     return optax.chain(optax.clip(settings.clip), optax.adam(schedule)), schedule
 
 
+def outer_apply(optimizer: optax.GradientTransformation) -> Callable[..., tuple]:
+    """``apply(theta, outer_state, gradient) -> (theta, outer_state, gradient norm)``: one
+    compiled outer update."""
+    @jax.jit
+    def apply(theta, outer_state, gradient):
+        updates, outer_state = optimizer.update(gradient, outer_state, theta)
+        return optax.apply_updates(theta, updates), outer_state, optax.tree.norm(gradient)
+
+    return apply
+
+
 def make_evaluation(task: Task, make_optimizer: MakeOptimizer, steps: int,
                     seeds: int) -> Callable[[Any], jax.Array]:
     """``evaluate(theta)``: mean over held-out seeds of the final training loss (the mean of the
@@ -230,10 +241,7 @@ def meta_train(
         print(f"resuming meta-training at outer step {start}/{settings.steps} from "
               f"{source}{'' if exact else ' (fresh particles)'}", file=stream)
 
-    @jax.jit
-    def apply(theta, outer_state, gradient):
-        updates, outer_state = optimizer.update(gradient, outer_state, theta)
-        return optax.apply_updates(theta, updates), outer_state, optax.tree.norm(gradient)
+    apply = outer_apply(optimizer)
 
     def save(step: int) -> None:
         header = {"outer_step": step, "wall_time_s": wall, "tasks": tasks}
