@@ -57,9 +57,12 @@ def test_update_and_gradient_times_are_within_the_fused_step():
 def test_scan_and_per_call_protocols_agree_where_dispatch_does_not_dominate():
     """On a step of several milliseconds, timing blocks of steps and single calls agree.
 
-    Compared at the 10th percentile, the lower of two rounds taken alternately: other load on
+    Compared at the 10th percentile, the lower of three rounds taken alternately: other load on
     a shared machine (another test worker) only ever adds time, so the fast end of each
-    distribution is the steadier estimate of the step's own cost.
+    distribution is the steadier estimate of the step's own cost. The band (a factor of 2 either
+    way) is what a test beside other workers on two cores can hold; the faults it exists to
+    catch are larger: a block's time divided by the wrong count is off by the block size (5x
+    here), and timing the dispatch instead of the step is off by the step's milliseconds.
     """
     # Sized so that a step takes milliseconds on the device at hand.
     width, batch = (512, 512) if jax.default_backend() == "cpu" else (4096, 8192)
@@ -71,14 +74,14 @@ def test_scan_and_per_call_protocols_agree_where_dispatch_does_not_dominate():
                 "per_call": RunSettings(timing_protocol="per_call", timing_steps=40,
                                         warmup_steps=2)}
     fastest = {name: np.inf for name in settings}
-    for _ in range(2):
+    for _ in range(3):
         for name, run in settings.items():
             costs = measure_costs(task, tx, run)
             assert costs["timing_protocol"] == name
             fastest[name] = min(fastest[name], costs["step_time_p10_s"])
     assert fastest["scan"] > 1e-3, "task too small for the comparison to mean much"
     ratio = fastest["per_call"] / fastest["scan"]
-    assert 0.75 < ratio < 1.33, ratio
+    assert 0.5 < ratio < 2.0, ratio
 
 
 def test_timing_only_run_trains_nothing():
