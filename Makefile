@@ -95,7 +95,6 @@ checkpoints: $(CHECKPOINTS)/small_fc_lopt.npz $(CHECKPOINTS)/small_fc_lopt_hidde
 	$(CHECKPOINTS)/small_fc_lopt_hidden16.npz $(CHECKPOINTS)/small_fc_lopt_no_factored.npz \
 	$(CHECKPOINTS)/mlp_lopt.npz $(CHECKPOINTS)/small_fc_lopt_family.npz \
 	$(CHECKPOINTS)/mlp_lopt_family.npz $(CHECKPOINTS)/small_fc_lopt_no_factored_family.npz \
-	$(CHECKPOINTS)/small_fc_lopt_subsampled_family.npz \
 	$(CHECKPOINTS)/small_fc_lopt_wide_family.npz $(CHECKPOINTS)/small_fc_lopt_linear.npz \
 	$(CHECKPOINTS)/small_fc_lopt_linear_wide_family.npz
 
@@ -140,10 +139,6 @@ $(CHECKPOINTS)/small_fc_lopt_no_factored_family.npz: | setup \
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.use_factored=false \
 		optimizer.use_factored_momenta=false optimizer.checkpoint=small_fc_lopt_no_factored \
 		name=small_fc_lopt_no_factored_family outer.steps=4000 $(FAMILY_RECIPE)
-$(CHECKPOINTS)/small_fc_lopt_subsampled_family.npz: | setup $(CHECKPOINTS)/small_fc_lopt.npz
-	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.checkpoint=small_fc_lopt \
-		optimizer.normalisation=subsampled name=small_fc_lopt_subsampled_family \
-		outer.steps=4000 $(FAMILY_RECIPE)
 # The same recipe on wider and deeper members (conf/family/image_family_wide.yaml), validated
 # every 250 outer steps on four tasks.
 $(CHECKPOINTS)/small_fc_lopt_wide_family.npz: FAMILY = image_family_wide

@@ -259,7 +259,7 @@ def test_subsampled_normalisation_takes_a_fixed_strided_sample(monkeypatch):
     """At stride 1 the subsample is the whole tensor (the exact update); at stride 4 it is
     one run of 16 elements in 5 (4 shares a factor with the rows' length): exact again on a
     tensor whose runs are all alike, not on random values."""
-    monkeypatch.setattr(N, "SUBSAMPLED_MIN_SIZE", 1)
+    monkeypatch.setattr(N, "SUBSAMPLED_MIN_RUNS", 1)
     shapes = {"w": (16, 24), "b": (160,)}
     assert [N.sample_spacing(s, 4) for s in shapes.values()] == [5, 7]
     exact, _ = _run(shapes, 2)
@@ -292,10 +292,11 @@ def _inputs_with_row_scales(shape, key):
 
 
 @pytest.mark.parametrize("shape", [(64, 256), (256, 64)])
-def test_subsampled_scales_hold_where_rows_differ_in_scale(shape):
+def test_subsampled_scales_hold_where_rows_differ_in_scale(shape, monkeypatch):
     """One element in 17 (runs spread over every row and column) estimates every feature's
     scale within 15% on matrices whose rows differ in scale (a subsample of whole rows was
-    off by up to 5x on such a layer)."""
+    off by up to 5x on such a layer), even at 60 runs, below the size where it is used."""
+    monkeypatch.setattr(N, "SUBSAMPLED_MIN_RUNS", 1)
     config = S.Config(normalisation="subsampled")
     inputs = _inputs_with_row_scales(shape, jax.random.key(0))
     feats = F.features(inputs, config)
@@ -303,6 +304,27 @@ def test_subsampled_scales_hold_where_rows_differ_in_scale(shape):
     sampled = N.subsampled_scales(inputs, feats, config, shape)
     assert N.sample_count(shape, config.norm_stride) < np.prod(shape) / 16
     assert float(jnp.max(jnp.abs(sampled / exact - 1))) < 0.15
+
+
+def test_subsampling_only_where_the_sample_is_large():
+    """Below SUBSAMPLED_MIN_RUNS runs a tensor is normalised exactly (a small sample misjudges
+    the scale and the cost saved is small); at a few thousand runs the sample is used, and
+    holds every feature's scale within 5%."""
+    config = S.Config(normalisation="subsampled")
+
+    def runs(shape):
+        return N.sample_count(shape, config.norm_stride) // N.SAMPLE_RUN
+
+    small, large = (128, 128), (1024, 1024)
+    assert runs(small) < N.SUBSAMPLED_MIN_RUNS <= runs(large)
+    for shape, exact_expected in ((small, True), (large, False)):
+        inputs = _inputs_with_row_scales(shape, jax.random.key(1))
+        feats = F.features(inputs, config)
+        exact = N.norm_scales(inputs, feats, config, shape)
+        sampled = N.subsampled_scales(inputs, feats, config, shape)
+        error = float(jnp.max(jnp.abs(sampled / exact - 1)))
+        assert (error < 1e-6) == exact_expected, (shape, error)
+        assert error < 0.05, (shape, error)
 
 
 def test_lagged_normalisation_keeps_a_few_floats_per_tensor():
