@@ -63,6 +63,24 @@ def test_variant_points_are_per_task_ratios_on_shared_seeds():
     assert "small_fc_lopt" not in set(table.checkpoint.dropna())  # specialists are left out
 
 
+def test_a_variant_is_compared_with_the_exact_design_of_its_own_family():
+    """A variant trained on another family is scored against that family's exact checkpoint,
+    not the first family's."""
+    runs = _runs()
+    other = runs[runs.opt_checkpoint == "small_fc_lopt_family"].assign(
+        opt_checkpoint="small_fc_lopt_wide_family", meta_trained_on="image_family_wide",
+        final_train_loss=3.0)
+    variant = other.assign(opt_checkpoint="small_fc_lopt_no_factored_wide_family",
+                           final_train_loss=other.task.map({"t1": 1.5, "t2": 3.0}), **NO_FACTORED)
+    table = tradeoff_table(pd.concat([runs, other, variant], ignore_index=True), _bench())
+    row = table.set_index("checkpoint").loc["small_fc_lopt_no_factored_wide_family"]
+    assert row.family == "image_family_wide"
+    assert row.loss_over_exact == pytest.approx(np.sqrt(0.5 * 1.0))
+    assert (row.low, row.high) == (pytest.approx(0.5), pytest.approx(1.0))
+    first = table.set_index("checkpoint").loc["small_fc_lopt_no_factored_family"]
+    assert first.loss_over_exact == pytest.approx(1.0)
+
+
 def test_variant_figure_draws_each_trained_variant_once():
     fig, data = tradeoff_figure(_runs(), _bench(), "test")
     shown = style.read_back(fig)
