@@ -159,13 +159,27 @@ def draw(runs: pd.DataFrame, curve_rows: pd.DataFrame | None, folder: Path,
             *style.save_figure(fig, folder, "generalisation", data)]
 
 
+def of_newest_code(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs made by the code of the newest run: a results folder also keeps runs of
+    earlier code (arms a preset no longer plans among them), which a shipped table must not
+    mix in."""
+    if "code_version" not in runs or runs.empty:
+        return runs
+    newest = runs.sort_values("finished_at", kind="stable").code_version.iloc[-1]
+    return runs[runs.code_version == newest]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="a generalisation sweep's results folder")
     parser.add_argument("--ship", action="store_true", help=f"also write {SHIPPED}")
     args = parser.parse_args(argv)
-    runs = read_parquet(args.folder / "runs.parquet")
+    every = read_parquet(args.folder / "runs.parquet")
+    runs = of_newest_code(every)
+    if len(runs) < len(every):
+        print(f"left out {len(every) - len(runs)} runs of earlier code", file=sys.stderr)
     curves = read_parquet(args.folder / "curves.parquet")
+    curves = curves[curves.run_id.isin(runs.run_id)]
     for path in draw(runs, curves, args.folder / "figures", f"{runs.task.nunique()} tasks"):
         print(path)
     if args.ship:
