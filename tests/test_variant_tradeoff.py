@@ -109,3 +109,6 @@ def test_a_list_setting_read_back_from_parquet_labels_its_change():
     arm = {"momentum_decays": np.array([0.9]), "hidden_size": 2, "use_factored": False}
     assert change_label(arm) == "hidden_size=2, momentum_decays=[0.9], use_factored=false"
     assert change_label({"momentum_decays": np.array([0.9, 0.99, 0.999])}) == "default"
+    # an integer setting read back from a struct column with gaps comes as a float
+    assert change_label({"hidden_layers": 0.0, "use_param": False}) == (
+        "hidden_layers=0, use_param=false")

@@ -32,13 +32,23 @@ def design(row: pd.Series) -> dict:
     out = {}
     for name in fields:
         value = _value(row.get(f"opt_{name}"))
-        if value is None:
-            continue
-        kind = type(getattr(Config(), name))
-        if kind is int and isinstance(value, float) and value.is_integer():
-            value = int(value)  # integer settings come back as floats from a column with gaps
-        out[name] = value
+        if value is not None:
+            out[name] = value
     return out
+
+
+def _as_field(name: str, value: Any) -> Any:
+    """``value`` as Config field ``name`` holds it: lists (Parquet arrays) as tuples, and
+    integer settings that came back as floats (from a column or struct with gaps) as ints."""
+    from optimizers.learned.small_fc_lopt import Config
+
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(np.asarray(value).tolist())
+    value = value.item() if isinstance(value, np.generic) else value
+    kind = type(getattr(Config(), name, None))
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def changed_settings(settings: dict) -> tuple[str, ...]:
@@ -67,9 +77,7 @@ def change_label(settings: dict) -> str:
 def _config(settings: dict):
     from optimizers.learned.small_fc_lopt import Config
 
-    # list settings come back from Parquet as arrays
-    return Config(**{k: tuple(np.asarray(v).tolist()) if isinstance(v, (list, tuple, np.ndarray))
-                     else v for k, v in settings.items()})
+    return Config(**{k: _as_field(k, v) for k, v in settings.items()})
 
 
 def variants(runs: pd.DataFrame) -> pd.DataFrame:
