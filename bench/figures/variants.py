@@ -33,7 +33,7 @@ def design(row: pd.Series) -> dict:
     for name in fields:
         value = _value(row.get(f"opt_{name}"))
         if value is not None:
-            out[name] = value
+            out[name] = _as_field(name, value)
     return out
 
 
