@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from bench import meta_train
-from bench.figures.generalisation import generalisation_table, of_newest_code
+from bench.figures.generalisation import generalisation_table
 from bench.sweep.plan import tuned_arms, tuned_tables
 from bench.sweep.settings import SweepConfigError
 from tasks.family import identity
@@ -94,6 +94,8 @@ def test_a_seed_recorded_under_older_settings_counts_once():
 
 def test_a_shipped_table_holds_only_the_newest_codes_runs():
     """Runs left in a results folder by earlier code (an arm the preset dropped) stay out."""
+    from bench.analysis.summary import of_newest_code
+
     runs = pd.DataFrame({"run_id": ["a", "b", "c"], "code_version": ["old", "new", "new"],
                          "finished_at": ["2026-01-01", "2026-01-02", "2026-01-03"]})
     assert of_newest_code(runs).run_id.tolist() == ["b", "c"]

@@ -39,6 +39,16 @@ def newest_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.loc[newest.drop_duplicates("_key", keep="last").index.sort_values()]
 
 
+def of_newest_code(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs made by the code of the newest run: a results folder also keeps runs of
+    earlier code (arms a preset no longer plans among them), which a shipped table must not
+    mix in."""
+    if "code_version" not in runs or runs.empty:
+        return runs
+    newest = runs.sort_values("finished_at", kind="stable").code_version.iloc[-1]
+    return runs[runs.code_version == newest]
+
+
 def optimizer_summary(runs: pd.DataFrame, performance: str = "final_eval_loss",
                       by: Sequence[str] = ("task", "optimizer")) -> pd.DataFrame:
     """Per group: ``runs`` and ``ok`` counts, ``seeds``, the ``performance`` column's ``mean``,

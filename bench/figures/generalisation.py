@@ -27,7 +27,7 @@ import pandas as pd
 from bench.analysis import normalise
 from bench.analysis.normalise import loss_clip
 from bench.analysis.stats import bootstrap_mean_ci, bootstrap_ratio_ci
-from bench.analysis.summary import newest_per_seed
+from bench.analysis.summary import newest_per_seed, of_newest_code
 from bench.figures import style
 from bench.records.files import read_parquet
 
@@ -157,16 +157,6 @@ def draw(runs: pd.DataFrame, curve_rows: pd.DataFrame | None, folder: Path,
     fig, data = generalisation_figure(table, scale, style.hardware(runs), notes)
     return [folder / "generalisation_table.csv",
             *style.save_figure(fig, folder, "generalisation", data)]
-
-
-def of_newest_code(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs made by the code of the newest run: a results folder also keeps runs of
-    earlier code (arms a preset no longer plans among them), which a shipped table must not
-    mix in."""
-    if "code_version" not in runs or runs.empty:
-        return runs
-    newest = runs.sort_values("finished_at", kind="stable").code_version.iloc[-1]
-    return runs[runs.code_version == newest]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,14 +14,9 @@ ARCHITECTURE = "small_fc_lopt"
 NOT_DESIGN = ("path", "exp_mult", "step_mult")
 
 
-def _value(value: Any) -> Any:
-    """A stored setting as the Config holds it: sequences (lists, tuples, arrays from Parquet
-    list columns) as tuples of Python values, numpy scalars as Python ones, None if missing."""
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return tuple(v.item() if isinstance(v, np.generic) else v for v in value)
-    if value is None or pd.isna(value):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
+def _missing(value: Any) -> bool:
+    """Whether a stored setting is absent (None or NaN; a sequence never is)."""
+    return not isinstance(value, (list, tuple, np.ndarray)) and (value is None or pd.isna(value))
 
 
 def design(row: pd.Series) -> dict:
@@ -31,15 +26,16 @@ def design(row: pd.Series) -> dict:
     fields = {f.name for f in dataclasses.fields(Config)}
     out = {}
     for name in fields:
-        value = _value(row.get(f"opt_{name}"))
-        if value is not None:
+        value = row.get(f"opt_{name}")
+        if not _missing(value):
             out[name] = _as_field(name, value)
     return out
 
 
 def _as_field(name: str, value: Any) -> Any:
-    """``value`` as Config field ``name`` holds it: lists (Parquet arrays) as tuples, and
-    integer settings that came back as floats (from a column or struct with gaps) as ints."""
+    """``value`` as Config field ``name`` holds it: sequences (lists, arrays from Parquet list
+    columns) as tuples of Python values, numpy scalars as Python ones, and integer settings
+    that came back as floats (from a column or struct with gaps) as ints."""
     from optimizers.learned.small_fc_lopt import Config
 
     if isinstance(value, (list, tuple, np.ndarray)):
