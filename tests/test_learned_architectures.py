@@ -286,3 +286,22 @@ def test_auto_path_is_the_measured_one(name):
     assert module.resolve_path(module.Config()) == expected
     with pytest.raises(ValueError, match="optimizer.path='fast'"):
         module.Config(path="fast")
+
+
+@pytest.mark.parametrize("path", ["direct", "blocked"])
+def test_nn_adam_donated_update_does_not_copy_the_parameters(path, monkeypatch):
+    """With the parameters and state donated, nn_adam's update and apply compile without a
+    full-size copy: the parameter's statistics are ordered before the in-place write."""
+    module = get_architecture("nn_adam")
+    monkeypatch.setattr(module, "BLOCK_ROWS", 64)
+    tx = module.to_optax(module.init_meta(jax.random.key(0)), module.Config(path=path))
+    params = {"w": jnp.ones((48, 40))}
+    state = tx.init(params)
+
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params, value=jnp.float32(1.0))
+        return optax.apply_updates(params, updates), state
+
+    hlo = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, params).compile().as_text()
+    copies = [line for line in hlo.splitlines() if " copy(" in line and "f32[48,40]" in line]
+    assert not copies, copies

@@ -40,11 +40,14 @@ the four rescaled hyperparameters, and an int32 step counter: 2.004 floats/param
 weight plus its bias.
 
 Two execution paths compute the same update: ``direct`` writes the accumulators and the step
-as whole-tensor expressions and takes the nine tensor statistics as reductions over them (on
+as whole-tensor expressions and takes the tensor statistics as reductions over them (on
 XLA:CPU each its own pass over memory); ``blocked`` writes the same elementwise values and takes
-the statistics BLOCK_ROWS elements at a time in one loop, every statistic of a block while it
-sits in cache, combining the blocks' means and squared deviations exactly (Chan, Golub and
-LeVeque 1979, the pairwise update): two passes over memory instead of one per statistic.
+the statistics of m, v and g BLOCK_ROWS elements at a time in one loop, every statistic of a
+block while it sits in cache, combining the blocks' means and squared deviations exactly (Chan,
+Golub and LeVeque 1979, the pairwise update). In both, the parameter's two statistics are taken
+first and the step is made to depend on them (``_after``): a caller that donates the parameters
+overwrites them in place with the update, and XLA, unable to order a reduction of the old values
+before that write on its own, would copy the whole parameter first.
 """
 
 from __future__ import annotations
@@ -63,8 +66,9 @@ NAME = "nn_adam"
 NUM_FEATURES = 19
 GRAD_CLIP = 1000.0
 PATHS = ("direct", "blocked")
-# The faster path per backend, measured with `make bench` (nn_adam/direct and /blocked rows).
-DEFAULT_PATH = {"cpu": "blocked"}
+# The faster path per backend, measured with `make bench` (nn_adam/direct and /blocked rows:
+# on a 2-core CPU direct is faster at 1M parameters and level at 10M).
+DEFAULT_PATH = {"cpu": "direct"}
 # Elements per block of the blocked path (and the least size it is taken for).
 BLOCK_ROWS = 32768
 
@@ -140,13 +144,26 @@ class Moments(NamedTuple):
     mean_abs_g: jax.Array
 
 
-def direct_moments(m: jax.Array, v: jax.Array, p: jax.Array, g: jax.Array) -> Moments:
-    """The statistics as whole-tensor reductions."""
-    xs = [m, v, p.astype(jnp.float32), g]
-    means = [jnp.mean(x) for x in xs]
-    return Moments(jnp.stack(means),
-                   jnp.stack([jnp.mean(jnp.square(x - mu)) for x, mu in zip(xs, means)]),
-                   jnp.mean(jnp.abs(g)))
+def _mean_and_variance(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    mean = jnp.mean(x)
+    return mean, jnp.mean(jnp.square(x - mean))
+
+
+def _after(x: jax.Array, *stats: jax.Array) -> jax.Array:
+    """``x`` unchanged, made to depend on ``stats`` so that XLA computes them before anything
+    computed from ``x`` (module docstring); a non-finite statistic leaves ``x`` as it is."""
+    zero = jnp.nan_to_num(0.0 * sum(stats), nan=0.0, posinf=0.0, neginf=0.0)
+    return x + zero
+
+
+def _moments(m: jax.Array, v: jax.Array, p_stats: tuple[jax.Array, jax.Array],
+             g: jax.Array) -> Moments:
+    """The statistics of m, v and g as whole-tensor reductions, with the parameter's."""
+    (mean_m, var_m), (mean_v, var_v), (mean_g, var_g) = (
+        _mean_and_variance(x) for x in (m, v, g))
+    return Moments(jnp.stack([mean_m, mean_v, p_stats[0], mean_g]),
+                   jnp.stack([var_m, var_v, p_stats[1], var_g]), jnp.mean(jnp.abs(g)))
+
 
 
 def tensor_features(moments: Moments, ndim: int, hparams: jax.Array,
@@ -176,24 +193,27 @@ def _accumulate(g, m, v, lr, b1, b2, eps):
 
 
 def _direct_tensor(g, p, m, v, lr, b1, b2, eps):
-    g, m1, v1, step = _accumulate(g, m, v, lr, b1, b2, eps)
-    return step, m1, v1, direct_moments(m1, v1, p, g)
+    p_stats = _mean_and_variance(p.astype(jnp.float32))
+    g, m1, v1, step = _accumulate(g, m, v, _after(lr, *p_stats), b1, b2, eps)
+    return step, m1, v1, _moments(m1, v1, p_stats, g)
 
 
 def _blocked_tensor(g, p, m, v, lr, b1, b2, eps):
-    """The direct path's values with the statistics taken BLOCK_ROWS elements at a time in one
-    loop (module docstring): each block's means and squared deviations, in cache, combined
-    with the running ones."""
-    clipped, m1, v1, step = _accumulate(g, m, v, lr, b1, b2, eps)
+    """The direct path's values with the statistics of m, v and g taken BLOCK_ROWS elements at
+    a time in one loop (module docstring): each block's means and squared deviations, in cache,
+    combined with the running ones."""
+    p_stats = _mean_and_variance(p.astype(jnp.float32))
+    clipped, m1, v1, step = _accumulate(g, m, v, _after(lr, *p_stats), b1, b2, eps)
     n, block = g.size, BLOCK_ROWS
-    flat = [x.reshape(n) for x in (m1, v1, p, g)]
+    flat = [x.reshape(n) for x in (m1, v1, g)]
 
     def part(start, length):
-        m_b, v_b, p_b, g_b = (jax.lax.dynamic_slice_in_dim(x, start, length) for x in flat)
+        m_b, v_b, g_b = (jax.lax.dynamic_slice_in_dim(x, start, length) for x in flat)
         g_b = jnp.clip(g_b.astype(jnp.float32), -GRAD_CLIP, GRAD_CLIP)
-        xs = jnp.stack([m_b, v_b, p_b.astype(jnp.float32), g_b])
-        mean = jnp.mean(xs, axis=1)
-        return mean, jnp.sum(jnp.square(xs - mean[:, None]), axis=1), jnp.sum(jnp.abs(g_b))
+        xs = [m_b, v_b, g_b]  # each its own reduction: a stacked [3, B] one compiles to scalar code
+        means = [jnp.mean(x) for x in xs]
+        deviations = [jnp.sum(jnp.square(x - mu)) for x, mu in zip(xs, means)]
+        return jnp.stack(means), jnp.stack(deviations), jnp.sum(jnp.abs(g_b))
 
     def combine(total, count, block_part, length):
         """Running (mean, squared deviations, sum |g|) over ``count`` elements joined by a
@@ -204,7 +224,7 @@ def _blocked_tensor(g, p, m, v, lr, b1, b2, eps):
                 dev_a + dev_b + jnp.square(delta) * (count * length / joined), abs_a + abs_b)
 
     blocks = n // block
-    total = (jnp.zeros((4,), jnp.float32), jnp.zeros((4,), jnp.float32), jnp.float32(0.0))
+    total = (jnp.zeros((3,), jnp.float32), jnp.zeros((3,), jnp.float32), jnp.float32(0.0))
     total = jax.lax.fori_loop(0, blocks, lambda i, t: combine(
         t, (i * block).astype(jnp.float32), part(i * block, block), block), total)
     done = blocks * block
@@ -212,7 +232,10 @@ def _blocked_tensor(g, p, m, v, lr, b1, b2, eps):
         total = combine(total, jnp.float32(done), part(done, n - done), n - done)
     mean, deviations, abs_sum = total
     del clipped  # the loop clips its blocks itself: no full-size clipped copy is read
-    return step, m1, v1, Moments(mean, deviations / n, abs_sum / n)
+    variance = deviations / n
+    return step, m1, v1, Moments(jnp.stack([mean[0], mean[1], p_stats[0], mean[2]]),
+                                 jnp.stack([variance[0], variance[1], p_stats[1], variance[2]]),
+                                 abs_sum / n)
 
 
 def init_meta(key: jax.Array, config: Config = Config()) -> dict[str, Any]:

@@ -52,9 +52,10 @@ plus one (every update is a training update), so they are not stored.
 Implementation note: the normalisation scale and the per-tensor context (14 + 17 inputs) are
 folded into the MLP's first layer (see mlp_lopt), exact up to float32 rounding. Two execution
 paths compute the same update: ``stacked`` builds the tensor's [N, 23] feature stack and its
-[N, 32] activations; ``blocked`` takes BLOCK_ROWS elements at a time, each block's features
-as rows [23, B], once for the normalisation sums and once for the network, so no full-size
-feature or activation array exists (as mlp_lopt's blocked path).
+[N, 32] activations; ``blocked`` takes BLOCK_ROWS elements at a time, once for the
+normalisation sums (each feature group's on its own) and once for the network (each block's
+features as rows [23, B]), so no full-size feature or activation array exists (as mlp_lopt's
+blocked path).
 """
 
 from __future__ import annotations
@@ -187,6 +188,26 @@ def _feature_rows(g, p32, m, v):
     return rows
 
 
+def _normalisation_sums(g, p32, m, v):
+    """The 23 features' sums of squares, in ``_feature_rows``' order, BLOCK_ROWS elements at a
+    time: each group's sums on its own, the momenta's over their stored [B, 5] layout, since
+    the rows' concatenation and transposes cost XLA:CPU three times as much as the sums."""
+    n, k = g.size, m.shape[-1]
+    g1, p1, m1, v1 = g.reshape(n), p32.reshape(n), m.reshape(n, k), v.reshape(n, k)
+
+    def sums(start, length):
+        take = lambda x: jax.lax.dynamic_slice_in_dim(x, start, length, 0)  # noqa: E731
+        gb, pb, mb, vb = take(g1), take(p1), take(m1), take(v1)
+        rsq = jax.lax.rsqrt(vb + 1e-6)
+        square_sum = lambda x, axis=None: jnp.sum(jnp.square(x), axis=axis)  # noqa: E731
+        singles = [square_sum(gb), square_sum(pb), square_sum(jnp.log(jnp.abs(pb) + 1e-8))]
+        return None, jnp.concatenate([jnp.stack(singles), square_sum(mb, 0),
+                                      square_sum(mb * rsq, 0), square_sum(vb, 0),
+                                      square_sum(rsq, 0)])
+
+    return common.over_blocks(n, BLOCK_ROWS, sums, 3 + 4 * k, values=False)[1]
+
+
 def _truncated(key: jax.Array, size: int) -> jax.Array:
     return jax.random.truncated_normal(key, -2.0, 2.0, (size,)) / (TRUNC_STD * math.sqrt(size))
 
@@ -260,10 +281,7 @@ def to_optax(theta: dict[str, Any],
     def blocked_outputs(g, p32, m, v, context):
         """The same, BLOCK_ROWS elements at a time (see the module docstring)."""
         n, rows = g.size, _feature_rows(g, p32, m, v)
-        _, sums = common.over_blocks(
-            n, BLOCK_ROWS, lambda s, b: (None, jnp.sum(jnp.square(rows(s, b)), axis=1)),
-            config.num_normalised, values=False)
-        scale = jax.lax.rsqrt(common.NORM_EPS + sums / n)
+        scale = jax.lax.rsqrt(common.NORM_EPS + _normalisation_sums(g, p32, m, v) / n)
         first = fold_first_layer(theta["mlp"][0], scale, context)
 
         def block(start, length):

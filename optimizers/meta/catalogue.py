@@ -34,9 +34,11 @@ meta-trained on a family of small image tasks (`conf/family/`); the others are s
 meta-trained on the standard task alone. How each does on tasks none was meta-trained on:
 `make sweep SWEEP=generalisation` ([docs/meta_training.md](../../../docs/meta_training.md)).
 
-Meta-parameters start from `init_meta` with seed 0, except `small_fc_lopt_hidden1` (seed 2):
-at seed 0 the weight between its two width-1 ReLU layers is negative, so every update is zero
-and PES gets no signal (its seed-0 run stayed at loss ln 10 = 2.3026 for 3,000 outer steps).
+Meta-parameters start from `init_meta` with seed 0, except two small networks that start from
+seed 2. `small_fc_lopt_hidden1`: at seed 0 the weight between its two width-1 ReLU layers is
+negative, so every update is zero and PES gets no signal (its seed-0 run stayed at loss
+ln 10 = 2.3026 for 3,000 outer steps). `small_fc_lopt_lean` (2 hidden units): from seed 0 it
+plateaued at loss 0.685 and from seed 1 it stayed at ln 10 (3,000 outer steps each).
 
 """
 
