@@ -58,6 +58,22 @@ def test_latest_results_win_over_reference(tmp_path):
         sources.load("nope")
 
 
+def test_figures_leave_out_runs_of_earlier_code(tmp_path):
+    """A results folder that also keeps an earlier code's runs (an arm a preset dropped among
+    them) gives the figures only the newest code's runs and curves, and says so."""
+    folder = tmp_path / "generalisation"
+    folder.mkdir()
+    runs = pd.DataFrame({"run_id": ["old", "new1", "new2"], "code_version": ["a", "b", "b"],
+                         "finished_at": ["2026-01-01", "2026-02-01", "2026-02-02"]})
+    runs.to_parquet(folder / "runs.parquet")
+    pd.DataFrame({"run_id": ["old", "new1", "new2"], "step": [1, 1, 1]}).to_parquet(
+        folder / "curves.parquet")
+    table = sources.load("generalisation", results=tmp_path)
+    assert list(table.runs.run_id) == ["new1", "new2"]
+    assert list(table.curves.run_id) == ["new1", "new2"]
+    assert table.earlier_code == 1 and "1 runs of earlier code left out" in table.note()
+
+
 def _check_read_back(fig, data: style.PlotData) -> pd.DataFrame:
     """The artists' data equals the recorded (CSV) data, point for point."""
     plotted, shown = data.frame(), style.read_back(fig)

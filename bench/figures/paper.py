@@ -207,7 +207,7 @@ def build(out: Path = OUT, origin: str = "latest", results: Path = sources.RESUL
 
     g = Group("variants", "9. Faster small_fc_lopt variants: loss against update time",
               "Each family-trained small_fc_lopt design variant's final training loss over the "
-              "exact design's (small_fc_lopt_family) on the held-out tasks, same seeds "
+              "exact design's meta-trained on the same family on the held-out tasks, same seeds "
               "(geometric mean over tasks; bars: range over tasks), against its update time "
               "over Adam's at the update benchmark's largest size (its fastest path); designs "
               "benchmarked but not meta-trained marked on the time axis.")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.analysis.summary import of_newest_code
 from bench.records.files import read_parquet
 
 RESULTS = Path("results")
@@ -64,6 +65,8 @@ class Table:
     runs: pd.DataFrame | None
     curves: pd.DataFrame | None
     origin: str  # the file read, or "missing"
+    earlier_code: int = 0  # runs of earlier code the file also held, left out
+
 
     @property
     def missing(self) -> bool:
@@ -74,8 +77,9 @@ class Table:
         return not self.missing and "reference" in self.origin
 
     def note(self) -> str | None:
-        """What a figure says about this table: nothing for latest results, else which table
-        is missing and the command that makes it."""
+        """What a figure says about this table: nothing for latest results of one code, else
+        which table is missing or replaced and the command that makes it, or how many runs of
+        earlier code were left out."""
         wanted = f"results/{self.source.runs}"
         if self.missing:
             return (f"Missing: {wanted} ({self.source.what}); `{self.source.command}` "
@@ -83,13 +87,17 @@ class Table:
         if self.from_reference:
             return (f"{wanted} not found: drawn from the shipped reference table {self.origin}; "
                     f"`{self.source.command}` makes the full one.")
+        if self.earlier_code:
+            return (f"{self.origin}: {self.earlier_code} runs of earlier code left out; "
+                    f"`{self.source.command}` with sweep.prune=true sets them aside.")
         return None
 
 
 def load(name: str, origin: str = "latest", results: Path = RESULTS,
          reference: Path = REFERENCE) -> Table:
     """Table ``name``: from results/ when ``origin`` is latest and it exists there, else the
-    reference copy, else missing."""
+    reference copy, else missing; only the runs of the newest run's code (a results folder
+    also keeps runs of earlier code, which no figure may mix in)."""
     if name not in SOURCES:
         raise KeyError(f"table {name!r}: expected one of {sorted(SOURCES)}")
     if origin not in ORIGINS:
@@ -101,8 +109,11 @@ def load(name: str, origin: str = "latest", results: Path = RESULTS,
                        source.reference_curves and reference / source.reference_curves))
     for runs_path, curves_path in candidates:
         if runs_path.exists():
-            runs = read_parquet(runs_path)
+            every = read_parquet(runs_path)
+            runs = of_newest_code(every)
             curves = read_parquet(curves_path) if curves_path and Path(
                 curves_path).exists() else None
-            return Table(source, runs, curves, str(runs_path))
+            if curves is not None and len(runs) < len(every) and "run_id" in curves:
+                curves = curves[curves.run_id.isin(runs.run_id)]
+            return Table(source, runs, curves, str(runs_path), len(every) - len(runs))
     return Table(source, None, None, "missing")
