@@ -82,9 +82,13 @@ def test_update_cost_variants_name_each_path_as_an_arm():
          {**NO_FACTORED, "momentum_decays": [0.9], "hidden_size": 2, "hidden_layers": 1}),
         ("small_fc_lopt/linear", "small_fc_lopt",
          {**NO_FACTORED, "momentum_decays": [0.99], "hidden_layers": 0, "use_param": False}),
+        ("small_fc_lopt/linear_subsampled", "small_fc_lopt",
+         {**NO_FACTORED, "momentum_decays": [0.99], "hidden_layers": 0, "use_param": False,
+          "normalisation": "subsampled"}),
         ("adam", "adam", None)]
     assert [v.config.path for v in found[:len(PATHS)]] == list(PATHS)
-    assert found[-6].config.normalisation == "lagged"
-    assert not found[-5].config.use_factored and found[-4].config.normalisation == "subsampled"
-    assert list(found[-3].config.momentum_decays) == [0.9]
-    assert found[-2].config.hidden_layers == 0 and not found[-2].config.use_param
+    assert found[-7].config.normalisation == "lagged"
+    assert not found[-6].config.use_factored and found[-5].config.normalisation == "subsampled"
+    assert list(found[-4].config.momentum_decays) == [0.9]
+    assert found[-3].config.hidden_layers == 0 and not found[-3].config.use_param
+    assert found[-2].config.hidden_layers == 0 and found[-2].config.normalisation == "subsampled"

@@ -67,7 +67,7 @@ NUM_FEATURES = 19
 GRAD_CLIP = 1000.0
 PATHS = ("direct", "blocked")
 # The faster path per backend, measured with `make bench` (nn_adam/direct and /blocked rows:
-# on a 2-core CPU direct is faster at 1M parameters and level at 10M).
+# on a 2-core CPU direct is faster at 1M parameters, and the two within 10% at 10M).
 DEFAULT_PATH = {"cpu": "direct"}
 # Elements per block of the blocked path (and the least size it is taken for).
 BLOCK_ROWS = 32768

@@ -67,7 +67,8 @@ BENCHMARKED_OPTIONS = {"subsampled": {"normalisation": "subsampled"},
                        # 6 features, one momentum, 2 hidden units: state 2 floats per parameter
                        "lean": {**NO_FACTORED, "momentum_decays": [0.9], "hidden_size": 2,
                                 "hidden_layers": 1},
-                       "linear": LINEAR}
+                       "linear": LINEAR,
+                       "linear_subsampled": {**LINEAR, "normalisation": "subsampled"}}
 
 
 @dataclasses.dataclass(frozen=True)
