@@ -67,7 +67,6 @@ class Table:
     origin: str  # the file read, or "missing"
     earlier_code: int = 0  # runs of earlier code the file also held, left out
 
-
     @property
     def missing(self) -> bool:
         return self.runs is None
