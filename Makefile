@@ -151,28 +151,26 @@ $(CHECKPOINTS)/small_fc_lopt_no_factored_family.npz: | setup \
 		name=small_fc_lopt_no_factored_family outer.steps=4000 $(FAMILY_RECIPE)
 # The same recipe on wider and deeper members (conf/family/image_family_wide.yaml), validated
 # every 250 outer steps on four tasks.
-$(CHECKPOINTS)/small_fc_lopt_wide_family.npz: FAMILY = image_family_wide
-$(CHECKPOINTS)/small_fc_lopt_wide_family.npz: FAMILY_EVAL_EVERY = 250
+WIDE_FAMILY := $(CHECKPOINTS)/small_fc_lopt_wide_family.npz \
+	$(CHECKPOINTS)/small_fc_lopt_linear_wide_family.npz \
+	$(CHECKPOINTS)/small_fc_lopt_lean_wide_family.npz \
+	$(CHECKPOINTS)/small_fc_lopt_lagged_wide_family.npz
+$(WIDE_FAMILY): FAMILY = image_family_wide
+$(WIDE_FAMILY): FAMILY_EVAL_EVERY = 250
 $(CHECKPOINTS)/small_fc_lopt_wide_family.npz: | setup $(CHECKPOINTS)/small_fc_lopt.npz
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.checkpoint=small_fc_lopt \
 		name=small_fc_lopt_wide_family outer.steps=2000 $(FAMILY_RECIPE)
-$(CHECKPOINTS)/small_fc_lopt_linear_wide_family.npz: FAMILY = image_family_wide
-$(CHECKPOINTS)/small_fc_lopt_linear_wide_family.npz: FAMILY_EVAL_EVERY = 250
 $(CHECKPOINTS)/small_fc_lopt_linear_wide_family.npz: | setup \
 		$(CHECKPOINTS)/small_fc_lopt_linear.npz
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt $(LINEAR) \
 		optimizer.checkpoint=small_fc_lopt_linear name=small_fc_lopt_linear_wide_family \
 		outer.steps=2000 $(FAMILY_RECIPE)
-$(CHECKPOINTS)/small_fc_lopt_lean_wide_family.npz: FAMILY = image_family_wide
-$(CHECKPOINTS)/small_fc_lopt_lean_wide_family.npz: FAMILY_EVAL_EVERY = 250
 $(CHECKPOINTS)/small_fc_lopt_lean_wide_family.npz: | setup $(CHECKPOINTS)/small_fc_lopt_lean.npz
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt $(LEAN) \
 		optimizer.checkpoint=small_fc_lopt_lean name=small_fc_lopt_lean_wide_family \
 		outer.steps=2000 $(FAMILY_RECIPE)
 # Lagged normalisation (the previous step's feature scales) keeps the exact design's network, so
 # it starts from the same specialist as small_fc_lopt_wide_family and runs the same recipe.
-$(CHECKPOINTS)/small_fc_lopt_lagged_wide_family.npz: FAMILY = image_family_wide
-$(CHECKPOINTS)/small_fc_lopt_lagged_wide_family.npz: FAMILY_EVAL_EVERY = 250
 $(CHECKPOINTS)/small_fc_lopt_lagged_wide_family.npz: | setup $(CHECKPOINTS)/small_fc_lopt.npz
 	$(PY) -m bench.meta_train optimizer=small_fc_lopt optimizer.normalisation=lagged \
 		optimizer.checkpoint=small_fc_lopt name=small_fc_lopt_lagged_wide_family \
