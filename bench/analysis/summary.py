@@ -49,6 +49,16 @@ def of_newest_code(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs.code_version == newest]
 
 
+def newest_code_tables(runs: pd.DataFrame, curves: pd.DataFrame | None
+                       ) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
+    """``of_newest_code`` on a runs table, its curves cut to the runs kept (by run_id), and how
+    many runs of earlier code were left out."""
+    kept = of_newest_code(runs)
+    if curves is not None and "run_id" in curves and "run_id" in kept:
+        curves = curves[curves.run_id.isin(kept.run_id)]
+    return kept, curves, len(runs) - len(kept)
+
+
 def optimizer_summary(runs: pd.DataFrame, performance: str = "final_eval_loss",
                       by: Sequence[str] = ("task", "optimizer")) -> pd.DataFrame:
     """Per group: ``runs`` and ``ok`` counts, ``seeds``, the ``performance`` column's ``mean``,

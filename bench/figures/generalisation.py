@@ -27,7 +27,7 @@ import pandas as pd
 from bench.analysis import normalise
 from bench.analysis.normalise import loss_clip
 from bench.analysis.stats import bootstrap_mean_ci, bootstrap_ratio_ci
-from bench.analysis.summary import newest_per_seed, of_newest_code
+from bench.analysis.summary import newest_code_tables, newest_per_seed
 from bench.figures import style
 from bench.records.files import read_parquet
 
@@ -164,12 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="a generalisation sweep's results folder")
     parser.add_argument("--ship", action="store_true", help=f"also write {SHIPPED}")
     args = parser.parse_args(argv)
-    every = read_parquet(args.folder / "runs.parquet")
-    runs = of_newest_code(every)
-    if len(runs) < len(every):
-        print(f"left out {len(every) - len(runs)} runs of earlier code", file=sys.stderr)
-    curves = read_parquet(args.folder / "curves.parquet")
-    curves = curves[curves.run_id.isin(runs.run_id)]
+    runs, curves, earlier = newest_code_tables(read_parquet(args.folder / "runs.parquet"),
+                                               read_parquet(args.folder / "curves.parquet"))
+    if earlier:
+        print(f"left out {earlier} runs of earlier code", file=sys.stderr)
     for path in draw(runs, curves, args.folder / "figures", f"{runs.task.nunique()} tasks"):
         print(path)
     if args.ship:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis.summary import of_newest_code
+from bench.analysis.summary import newest_code_tables
 from bench.records.files import read_parquet
 
 RESULTS = Path("results")
@@ -108,11 +108,8 @@ def load(name: str, origin: str = "latest", results: Path = RESULTS,
                        source.reference_curves and reference / source.reference_curves))
     for runs_path, curves_path in candidates:
         if runs_path.exists():
-            every = read_parquet(runs_path)
-            runs = of_newest_code(every)
             curves = read_parquet(curves_path) if curves_path and Path(
                 curves_path).exists() else None
-            if curves is not None and len(runs) < len(every) and "run_id" in curves:
-                curves = curves[curves.run_id.isin(runs.run_id)]
-            return Table(source, runs, curves, str(runs_path), len(every) - len(runs))
+            runs, curves, earlier = newest_code_tables(read_parquet(runs_path), curves)
+            return Table(source, runs, curves, str(runs_path), earlier)
     return Table(source, None, None, "missing")
